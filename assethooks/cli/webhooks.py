@@ -1,0 +1,6 @@
+"""``assethooks webhooks …``: the seed's Webhooks screen as commands."""
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

@@ -1,0 +1,110 @@
+"""The one exception tree of asset-webhooks.
+
+::
+
+    AssetHooksError                      root: every error this project raises on purpose
+    ├── ConfigError                      a setting is missing or malformed
+    ├── InvalidInputError                user or upstream input fails validation (one-line message)
+    │   ├── InvalidEventError            a record is not a valid asset event (goes to the DLQ)
+    │   └── InvalidWebhookError          a webhook definition is rejected (nothing is saved)
+    ├── NotFoundError                    a webhook, log entry or DLQ entry does not exist
+    ├── KafkaUnavailableError            the broker cannot be reached or refused an operation
+    ├── StoreUnavailableError            the SQL store cannot be reached
+    └── DeliveryFailedError              one delivery attempt did not get a 2xx
+        ├── RetryableDeliveryError       worth another attempt: the schedule decides when
+        │   ├── HttpStatusError          the endpoint answered with a non-2xx status
+        │   ├── DeliveryTimeoutError     no complete answer within the delivery timeout
+        │   └── TransportError           connection refused/reset, DNS failure, TLS failure
+        └── PermanentDeliveryError       another attempt cannot succeed: straight to the DLQ
+            ├── BlockedDestinationError  the URL resolves to an address deliveries may not reach
+            └── WebhookUnavailableError  the webhook was deleted or disabled meanwhile
+
+Whether a failed attempt is retried is decided by its class, never by matching message text.
+"""
+
+from __future__ import annotations
+
+
+class AssetHooksError(Exception):
+    """Root of every error raised on purpose by asset-webhooks."""
+
+
+class ConfigError(AssetHooksError):
+    """A setting is missing or malformed."""
+
+
+class InvalidInputError(AssetHooksError):
+    """Input from a user or an upstream system fails validation."""
+
+
+class InvalidEventError(InvalidInputError):
+    """A record is not a valid asset event; ``reason`` says why in one line."""
+
+
+class InvalidWebhookError(InvalidInputError):
+    """A webhook definition is rejected; nothing is saved."""
+
+
+class NotFoundError(AssetHooksError):
+    """The named webhook, log entry or dead-letter entry does not exist."""
+
+
+class KafkaUnavailableError(AssetHooksError):
+    """The Kafka broker cannot be reached, or refused an operation."""
+
+
+class StoreUnavailableError(AssetHooksError):
+    """The SQL store cannot be reached or used."""
+
+
+class DeliveryFailedError(AssetHooksError):
+    """One delivery attempt did not end with a 2xx answer.
+
+    ``status_code`` is the HTTP status when the endpoint answered, ``response_body`` the first bytes of its
+    answer (decoded leniently) and ``location`` the ``Location`` header of a redirect.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        response_body: str | None = None,
+        location: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.response_body = response_body
+        self.location = location
+
+
+class RetryableDeliveryError(DeliveryFailedError):
+    """A failed attempt that a later attempt may turn into a success."""
+
+    retryable = True
+
+
+class HttpStatusError(RetryableDeliveryError):
+    """The endpoint answered with a status outside 2xx."""
+
+
+class DeliveryTimeoutError(RetryableDeliveryError):
+    """The endpoint did not answer completely within the delivery timeout."""
+
+
+class TransportError(RetryableDeliveryError):
+    """The request could not be sent or its answer read: refused, reset, DNS or TLS failure."""
+
+
+class PermanentDeliveryError(DeliveryFailedError):
+    """A failed attempt that no later attempt can fix without an operator."""
+
+
+class BlockedDestinationError(PermanentDeliveryError):
+    """The webhook URL resolves to an address that deliveries may not reach."""
+
+
+class WebhookUnavailableError(PermanentDeliveryError):
+    """The webhook of a pending delivery was deleted or disabled."""

@@ -1,0 +1,148 @@
+"""Kafka client set-up: librdkafka configurations built from the settings, and the topics of the service."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from assethooks import __version__
+from assethooks.errors import KafkaUnavailableError
+from assethooks.settings import Settings
+
+LIBRDKAFKA_LOGGER = logging.getLogger("assethooks.librdkafka")
+
+
+def _report_error(error: KafkaError) -> None:
+    # librdkafka retries transport errors by itself; a fatal error ends the client's usefulness.
+    level = logging.ERROR if error.fatal() else logging.DEBUG
+    LIBRDKAFKA_LOGGER.log(level, "kafka: %s", error.str())
+
+
+def client_config(settings: Settings, role: str) -> dict[str, Any]:
+    """What every client shares: bootstrap, client id, and librdkafka's logs routed to ``logging``."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": f"assethooks-{role}/{__version__}",
+        "logger": LIBRDKAFKA_LOGGER,
+        "error_cb": _report_error,
+        "socket.connection.setup.timeout.ms": 5000,
+    }
+
+
+def consumer_config(settings: Settings, role: str, group: str) -> dict[str, Any]:
+    """An at-least-once consumer: offsets are stored by the application after processing, then
+    committed in the background; a new group starts from the earliest record."""
+    return {
+        **client_config(settings, role),
+        "group.id": group,
+        "enable.auto.commit": True,
+        "auto.commit.interval.ms": 1000,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "fetch.wait.max.ms": 100,
+        "queued.max.messages.kbytes": 16384,
+    }
+
+
+def producer_config(settings: Settings, role: str) -> dict[str, Any]:
+    """An idempotent producer: ``acks=all``, no duplicates from its own retries, order kept per key."""
+    return {
+        **client_config(settings, role),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    }
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    """An AdminClient for the configured cluster."""
+    return AdminClient(client_config(settings, "admin"))
+
+
+def check_reachable(admin: AdminClient, settings: Settings, timeout: float = 5.0) -> None:
+    """Ask the cluster for its metadata; raise ``KafkaUnavailableError`` naming the bootstrap address."""
+    try:
+        admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailableError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap} ({_describe(exc)})"
+        ) from None
+
+
+def _describe(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the service needs: name, partitions and retention."""
+
+    name: str
+    partitions: int
+    retention_seconds: float
+    purpose: str
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The source topic, one topic per retry tier, and the dead-letter topic."""
+    specs = [TopicSpec(settings.source_topic, settings.partitions, settings.topic_retention, "source")]
+    for delay in sorted(set(settings.retry_schedule)):
+        # A task must outlive its own delay many times over, or a retrier outage would lose it.
+        retention = max(settings.topic_retention, delay * 10)
+        specs.append(
+            TopicSpec(settings.retry_topic_for(delay), settings.partitions, retention, "retry tier")
+        )
+    specs.append(TopicSpec(settings.dlq_topic, settings.partitions, settings.dlq_retention, "dead letters"))
+    return specs
+
+
+@dataclass(frozen=True)
+class TopicResult:
+    """What ``ensure_topics`` did with one topic."""
+
+    spec: TopicSpec
+    created: bool
+    partitions: int
+
+
+def ensure_topics(settings: Settings, timeout: float = 8.0) -> list[TopicResult]:
+    """Create the service's topics that do not exist yet; leave existing ones as they are."""
+    admin = admin_client(settings)
+    check_reachable(admin, settings)
+    existing = admin.list_topics(timeout=timeout).topics
+    specs = topic_specs(settings)
+    missing = [spec for spec in specs if spec.name not in existing]
+    created: set[str] = set()
+    if missing:
+        new_topics = [
+            NewTopic(
+                spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=settings.replication_factor,
+                config={"retention.ms": str(int(spec.retention_seconds * 1000))},
+            )
+            for spec in missing
+        ]
+        for name, future in admin.create_topics(new_topics, request_timeout=timeout).items():
+            try:
+                future.result(timeout=timeout)
+                created.add(name)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # a concurrent `ensure`
+                    raise KafkaUnavailableError(f"cannot create topic {name}: {_describe(exc)}") from None
+    described = admin.list_topics(timeout=timeout).topics
+    return [
+        TopicResult(
+            spec,
+            spec.name in created,
+            len(described[spec.name].partitions) if spec.name in described else spec.partitions,
+        )
+        for spec in specs
+    ]

@@ -1,0 +1,144 @@
+"""The one settings object: typed, frozen, read from ``ASSETHOOKS_*`` environment variables.
+
+Secrets (the database password, later Kafka credentials) are ``SecretStr`` so they never show in ``repr``;
+``describe()`` renders every setting for ``assethooks config`` with secrets masked.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from assethooks.durations import format_duration, parse_duration
+from assethooks.errors import ConfigError
+
+ENV_PREFIX = "ASSETHOOKS_"
+
+
+def _as_value_error(parse: Any, value: Any) -> Any:
+    try:
+        return parse(value)
+    except ConfigError as exc:  # pydantic reports ValueError with the variable's name
+        raise ValueError(str(exc)) from None
+
+
+def _seconds(value: Any) -> Any:
+    return _as_value_error(parse_duration, value) if isinstance(value, str) else value
+
+
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+def _duration_list(value: Any) -> Any:
+    return tuple(_as_value_error(parse_duration, part) for part in _split(value))
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
+PositiveSeconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+DurationList = Annotated[tuple[float, ...], NoDecode, BeforeValidator(_duration_list)]
+CidrList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split)]
+
+
+class Settings(BaseSettings):
+    """Every setting of asset-webhooks; ``ASSETHOOKS_<NAME>`` overrides each one."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = "localhost:9092"
+    database_url: SecretStr = SecretStr("sqlite:///assethooks.db")
+
+    source_topic: str = "asset-events"
+    retry_topic_prefix: str = "asset-webhooks.retry"
+    dlq_topic: str = "asset-webhooks.dlq"
+    partitions: int = Field(6, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    topic_retention: PositiveSeconds = 7 * 86400
+    dlq_retention: PositiveSeconds = 30 * 86400
+
+    dispatcher_group: str = "assethooks-dispatcher"
+    retrier_group: str = "assethooks-retrier"
+
+    # Delays before attempts 2, 3, ...: attempt 1 is immediate, so 8 attempts in all by default.
+    retry_schedule: DurationList = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    retry_jitter: float = Field(0.2, ge=0, lt=1)
+    delivery_timeout: PositiveSeconds = 30
+    max_in_flight: int = Field(1000, ge=1)
+    max_in_flight_per_webhook: int = Field(64, ge=1)
+    webhook_refresh_interval: PositiveSeconds = 2
+    shutdown_timeout: Seconds = 25
+    # Address ranges deliveries may reach although they are private or loopback (local demos, tests).
+    allowed_cidrs: CidrList = ()
+
+    log_retention: PositiveSeconds = 30 * 86400
+    log_level: str = "INFO"
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _valid_cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _valid_database_url(cls, value: SecretStr) -> SecretStr:
+        try:
+            url = make_url(value.get_secret_value())
+        except ArgumentError:
+            raise ValueError("not a database URL (e.g. sqlite:///assethooks.db, postgresql://…)") from None
+        if url.get_backend_name() not in {"sqlite", "postgresql"}:
+            raise ValueError(f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql")
+        return value
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts per delivery before it goes to the dead-letter topic."""
+        return 1 + len(self.retry_schedule)
+
+    @cached_property
+    def retry_topics(self) -> tuple[str, ...]:
+        """The retry-tier topics, one per distinct delay, shortest delay first."""
+        return tuple(self.retry_topic_for(delay) for delay in sorted(set(self.retry_schedule)))
+
+    def retry_topic_for(self, delay: float) -> str:
+        """The topic of the retry tier that holds tasks for ``delay`` seconds."""
+        return f"{self.retry_topic_prefix}.{format_duration(delay)}"
+
+    def describe(self) -> dict[str, str]:
+        """Every setting as text, for display: secrets masked, durations in their short form."""
+        shown: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "database_url":
+                shown[name] = make_url(value.get_secret_value()).render_as_string(hide_password=True)
+            elif isinstance(value, SecretStr):
+                shown[name] = "****" if value.get_secret_value() else ""
+            elif name == "retry_schedule":
+                shown[name] = ",".join(format_duration(delay) for delay in value)
+            elif isinstance(value, tuple):
+                shown[name] = ",".join(str(item) for item in value)
+            elif name.endswith(("_retention", "_timeout", "_interval")):
+                shown[name] = format_duration(value)
+            else:
+                shown[name] = str(value)
+        return shown
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment; raise ``ConfigError`` naming the bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = ENV_PREFIX + "_".join(str(part) for part in error["loc"][:1]).upper()
+        message = error["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {message}") from None

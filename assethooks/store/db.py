@@ -1,0 +1,83 @@
+"""Engines for the SQL store: SQLite (WAL, busy timeout) by default, PostgreSQL through psycopg 3."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from assethooks.errors import StoreUnavailableError
+
+T = TypeVar("T")
+
+
+def database_url(raw: str) -> URL:
+    """Parse a database URL; plain ``postgresql://`` means the psycopg 3 driver."""
+    url = make_url(raw)
+    if url.drivername in {"postgresql", "postgres"}:
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the dispatcher write the delivery log while the CLI reads it; NORMAL is durable in WAL mode
+    # against process crashes, which is what the delivery log needs.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(raw_url: str) -> Engine:
+    """Create the engine for ``raw_url``; raise ``StoreUnavailableError`` when it cannot be used."""
+    url = database_url(raw_url)
+    try:
+        if url.get_backend_name() == "sqlite":
+            engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(
+                url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 5}
+            )
+    except ModuleNotFoundError as exc:
+        raise StoreUnavailableError(
+            f"no driver for {url.get_backend_name()}: install asset-webhooks[postgres] ({exc.name})"
+        ) from None
+    return engine
+
+
+def describe(engine: Engine) -> str:
+    """The engine's URL without its password, for messages."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def check_connection(engine: Engine) -> None:
+    """Open one connection; raise ``StoreUnavailableError`` with one line when that fails."""
+    guarded(engine, lambda: _ping(engine))
+
+
+def _ping(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def guarded(engine: Engine, operation: Callable[[], T]) -> T:
+    """Run ``operation``; turn driver-level connection failures into one-line ``StoreUnavailableError``."""
+    try:
+        return operation()
+    except (OperationalError, DBAPIError) as exc:
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise StoreUnavailableError(f"cannot use the database {describe(engine)}: {detail}") from None
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that commits when the block succeeds and rolls back when it raises."""
+    with factory() as session, session.begin():
+        yield session

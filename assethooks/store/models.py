@@ -1,0 +1,84 @@
+"""The tables of the SQL store, as typed SQLAlchemy 2.0 models (migrations in ``migrations/``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite keeps naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Store ``value`` in UTC; naive datetimes are refused, they are a bug."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return an aware UTC datetime."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Base of every model of the store."""
+
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime}
+
+
+class WebhookRow(Base):
+    """A webhook subscription (the seed's "webhook")."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str] | None] = mapped_column(JSON)  # null = every event
+    secret: Mapped[str | None] = mapped_column(String(1000))
+    headers: Mapped[dict[str, str]] = mapped_column(JSON)
+    active: Mapped[bool]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class DeliveryLogRow(Base):
+    """One delivery attempt: what was sent where, and what came back."""
+
+    __tablename__ = "delivery_logs"
+    __table_args__ = (
+        Index("ix_delivery_logs_created_at", "created_at"),
+        Index("ix_delivery_logs_webhook_created", "webhook_id", "created_at"),
+        Index("ix_delivery_logs_delivery_id", "delivery_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    webhook_id: Mapped[int]
+    event: Mapped[str] = mapped_column(String(100))
+    asset_id: Mapped[str | None] = mapped_column(String(100))
+    delivery_id: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int]
+    success: Mapped[bool]
+    status_code: Mapped[int | None]
+    duration_ms: Mapped[float]
+    error: Mapped[str | None] = mapped_column(Text)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    source_topic: Mapped[str | None] = mapped_column(String(255))
+    source_partition: Mapped[int | None]
+    source_offset: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]

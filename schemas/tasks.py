@@ -1,0 +1,84 @@
+"""What travels through the retry-tier topics and the dead-letter topic.
+
+A retry or dead-letter record keeps the event's exact bytes as its value (so the body that is signed and
+sent never changes and any Kafka tool shows it) and carries its metadata as JSON in one header:
+``assethooks-task`` (a ``DeliveryTask``) on retry records, ``assethooks-dead-letter`` (a ``DeadLetter``)
+on dead-letter records.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict
+
+TASK_HEADER: Final = "assethooks-task"
+DEAD_LETTER_HEADER: Final = "assethooks-dead-letter"
+_DELIVERY_NAMESPACE: Final = uuid.UUID("6f1d1c0e-3a52-4c55-9d0b-5b8f1b7e2a61")
+
+
+class SourceRef(BaseModel):
+    """Where an event was read: topic, partition, offset and the record's timestamp (ms)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+
+
+def delivery_id_for(source: SourceRef, webhook_id: int) -> str:
+    """The id of the delivery of one event to one webhook: the same on every attempt and every replay."""
+    name = f"{source.topic}/{source.partition}/{source.offset}/{webhook_id}"
+    return str(uuid.uuid5(_DELIVERY_NAMESPACE, name))
+
+
+class AttemptRecord(BaseModel):
+    """The outcome of one delivery attempt, as kept in the task's history."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt: int
+    at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+
+class DeliveryTask(BaseModel):
+    """A delivery of one event to one webhook waiting for its next attempt."""
+
+    model_config = ConfigDict(frozen=True)
+
+    delivery_id: str
+    webhook_id: int
+    event: str
+    asset_key: str | None
+    attempt: int  # the number of the attempt this task is waiting for, from 2 up
+    not_before: datetime
+    source: SourceRef
+    history: tuple[AttemptRecord, ...] = ()
+
+
+class DeadLetterKind(StrEnum):
+    """Why a record ended in the dead-letter topic."""
+
+    INVALID_EVENT = "invalid-event"  # the input record is not a valid asset event
+    ATTEMPTS_EXHAUSTED = "attempts-exhausted"  # every scheduled attempt failed
+    UNDELIVERABLE = "undeliverable"  # a failure no retry can fix (blocked URL, webhook gone)
+
+
+class DeadLetter(BaseModel):
+    """The metadata of a dead-letter record; the record's value is the original bytes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: DeadLetterKind
+    reason: str
+    dead_at: datetime
+    source: SourceRef
+    task: DeliveryTask | None = None
