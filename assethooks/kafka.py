@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from assethooks import __version__
 from assethooks.errors import KafkaUnavailableError
@@ -96,9 +97,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     for delay in sorted(set(settings.retry_schedule)):
         # A task must outlive its own delay many times over, or a retrier outage would lose it.
         retention = max(settings.topic_retention, delay * 10)
-        specs.append(
-            TopicSpec(settings.retry_topic_for(delay), settings.partitions, retention, "retry tier")
-        )
+        specs.append(TopicSpec(settings.retry_topic_for(delay), settings.partitions, retention, "retry tier"))
     specs.append(TopicSpec(settings.dlq_topic, settings.partitions, settings.dlq_retention, "dead letters"))
     return specs
 

@@ -33,9 +33,12 @@ def configure_logging(level: str, *, json_lines: bool = False, kafka_level: int 
     """Send logs to stderr at ``level``; ``kafka_level`` sets librdkafka's own logger apart."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        JsonFormatter()
+        if json_lines
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     LIBRDKAFKA_LOGGER.setLevel(kafka_level if kafka_level is not None else logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -82,3 +82,16 @@ class DeadLetter(BaseModel):
     dead_at: datetime
     source: SourceRef
     task: DeliveryTask | None = None
+
+
+RecordHeaders = list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None] | None
+
+
+def header_value(headers: RecordHeaders, name: str) -> bytes | None:
+    """The last value of header ``name`` on a record, as bytes, or ``None``."""
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    found = None
+    for key, value in pairs:
+        if key == name:
+            found = value.encode() if isinstance(value, str) else value
+    return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from assethooks.cli import App, pass_app
+from assethooks.cli.base import App, pass_app
 from assethooks.cli.output import echo_fields, echo_json, echo_table
 from assethooks.durations import format_duration
 from assethooks.kafka import ensure_topics
@@ -50,7 +50,9 @@ def topics_ensure(app: App, as_json: bool) -> None:
         return
     echo_table(rows, ["topic", "purpose", "partitions", "retention", "state"])
     created = sum(result.created for result in results)
-    click.echo(f"{created} created, {len(results) - created} already there, on {app.settings.kafka_bootstrap}")
+    click.echo(
+        f"{created} created, {len(results) - created} already there, on {app.settings.kafka_bootstrap}"
+    )
 
 
 @click.group("db")
@@ -74,7 +76,8 @@ def db_upgrade(app: App) -> None:
 @pass_app
 def db_current(app: App) -> None:
     """Show the database's schema revision and the newest one."""
-    click.echo(f"{describe(app.engine)}: revision {current_revision(app.engine) or 'none'} (newest {head_revision()})")
+    current = current_revision(app.engine) or "none"
+    click.echo(f"{describe(app.engine)}: revision {current} (newest {head_revision()})")
 
 
 COMMANDS = [config, topics, db]

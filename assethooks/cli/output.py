@@ -17,7 +17,9 @@ def echo_json(value: Any) -> None:
 def echo_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     """Print ``rows`` as a plain aligned table with a header line."""
     cells = [[_cell(row.get(column)) for column in columns] for row in rows]
-    widths = [max([len(column), *(len(line[index]) for line in cells)]) for index, column in enumerate(columns)]
+    widths = [
+        max([len(column), *(len(line[index]) for line in cells)]) for index, column in enumerate(columns)
+    ]
     header = "  ".join(column.upper().ljust(width) for column, width in zip(columns, widths, strict=True))
     click.echo(header.rstrip())
     for line in cells:

@@ -1,6 +1,234 @@
-"""``assethooks webhooks …``: the seed's Webhooks screen as commands."""
+"""``assethooks webhooks …``: the seed's Webhooks screen (create, list, show, update, delete, enable,
+disable). Secrets and custom header values are masked in every output."""
+
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
-COMMANDS: list[click.Command] = []
+from assethooks.cli.base import App, pass_app
+from assethooks.cli.output import echo_fields, echo_json, echo_table
+from assethooks.errors import InvalidWebhookError
+from schemas.webhooks import Webhook, validate_webhook
+
+
+def _parse_headers(values: tuple[str, ...]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for value in values:
+        name, sep, content = value.partition(":")
+        if not sep or not name.strip():
+            raise InvalidWebhookError(f"header {value!r} must look like 'Name: value'")
+        headers[name.strip()] = content.strip()
+    return headers
+
+
+def _events_choice(events: tuple[str, ...], all_events: bool, *, required: bool) -> dict[str, Any]:
+    if events and all_events:
+        raise InvalidWebhookError("use either --event or --all-events, not both")
+    if all_events:
+        return {"events": None}
+    if events:
+        return {"events": list(events)}
+    if required:
+        raise InvalidWebhookError("choose events with --event NAME (repeatable) or --all-events")
+    return {}
+
+
+def _summary(webhook: Webhook) -> dict[str, Any]:
+    masked = webhook.masked()
+    return {
+        "id": masked["id"],
+        "name": masked["name"],
+        "url": masked["url"],
+        "events": "all" if webhook.events is None else len(webhook.events),
+        "secret": "set" if webhook.secret else "-",
+        "active": webhook.active,
+    }
+
+
+def _show(webhook: Webhook, as_json: bool) -> None:
+    if as_json:
+        echo_json(webhook.masked())
+    else:
+        echo_fields(webhook.masked())
+
+
+def _warn_plain_http(url: str) -> None:
+    if url.lower().startswith("http://"):
+        click.echo(
+            "Warning: the URL is plain http; use https so payloads and signatures travel encrypted.", err=True
+        )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+event_options: list[Callable[[F], F]] = [
+    click.option(
+        "--event", "events", multiple=True, metavar="EVENT", help="Event to subscribe to (repeatable)."
+    ),
+    click.option("--all-events", is_flag=True, help="Subscribe to every event."),
+]
+
+
+def _with(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    def decorate(function: F) -> F:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+@click.group("webhooks")
+def webhooks() -> None:
+    """Manage webhook subscriptions."""
+
+
+@webhooks.command("create")
+@click.option("--name", required=True, help='Webhook name, e.g. "Sync to ERP".')
+@click.option("--url", required=True, help="Endpoint that accepts POST requests.")
+@_with(event_options)
+@click.option("--secret", help="Secret key for the HMAC-SHA256 signature.")
+@click.option(
+    "--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Custom header (repeatable)."
+)
+@click.option("--inactive", is_flag=True, help="Create it switched off.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def create(
+    app: App,
+    name: str,
+    url: str,
+    events: tuple[str, ...],
+    all_events: bool,
+    secret: str | None,
+    headers: tuple[str, ...],
+    inactive: bool,
+    as_json: bool,
+) -> None:
+    """Create a webhook."""
+    spec = validate_webhook(
+        name=name,
+        url=url,
+        secret=secret,
+        headers=_parse_headers(headers),
+        active=not inactive,
+        **_events_choice(events, all_events, required=True),
+    )
+    webhook = app.webhooks.create(spec)
+    _warn_plain_http(webhook.url)
+    if as_json:
+        echo_json(webhook.masked())
+    else:
+        click.echo(f"Created webhook {webhook.id} ({webhook.name}) -> {webhook.url}")
+
+
+@webhooks.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def list_(app: App, as_json: bool) -> None:
+    """List every webhook."""
+    found = app.webhooks.list()
+    if as_json:
+        echo_json([webhook.masked() for webhook in found])
+        return
+    echo_table([_summary(webhook) for webhook in found], ["id", "name", "url", "events", "secret", "active"])
+
+
+@webhooks.command("show")
+@click.argument("webhook_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def show(app: App, webhook_id: int, as_json: bool) -> None:
+    """Show one webhook."""
+    _show(app.webhooks.get(webhook_id), as_json)
+
+
+@webhooks.command("update")
+@click.argument("webhook_id", type=int)
+@click.option("--name", help="New name.")
+@click.option("--url", help="New endpoint URL.")
+@_with(event_options)
+@click.option("--secret", help="New secret key.")
+@click.option("--no-secret", is_flag=True, help="Remove the secret (deliveries go unsigned).")
+@click.option(
+    "--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Replace the custom headers."
+)
+@click.option("--no-headers", is_flag=True, help="Remove every custom header.")
+@click.option("--active/--inactive", default=None, help="Switch on or off.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def update(
+    app: App,
+    webhook_id: int,
+    name: str | None,
+    url: str | None,
+    events: tuple[str, ...],
+    all_events: bool,
+    secret: str | None,
+    no_secret: bool,
+    headers: tuple[str, ...],
+    no_headers: bool,
+    active: bool | None,
+    as_json: bool,
+) -> None:
+    """Change a webhook; fields not given stay as they are."""
+    if secret is not None and no_secret:
+        raise InvalidWebhookError("use either --secret or --no-secret, not both")
+    if headers and no_headers:
+        raise InvalidWebhookError("use either --header or --no-headers, not both")
+    changes: dict[str, Any] = _events_choice(events, all_events, required=False)
+    given = {"name": name, "url": url, "secret": secret, "active": active}
+    changes.update({field: value for field, value in given.items() if value is not None})
+    if no_secret:
+        changes["secret"] = None
+    if headers or no_headers:
+        changes["headers"] = _parse_headers(headers)
+    if not changes:
+        raise InvalidWebhookError("nothing to change: give at least one option (see --help)")
+    webhook = app.webhooks.update(webhook_id, **changes)
+    if url is not None:
+        _warn_plain_http(webhook.url)
+    if as_json:
+        echo_json(webhook.masked())
+    else:
+        click.echo(f"Updated webhook {webhook.id} ({webhook.name})")
+
+
+@webhooks.command("delete")
+@click.argument("webhook_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def delete(app: App, webhook_id: int, yes: bool) -> None:
+    """Delete a webhook (its delivery log stays)."""
+    webhook = app.webhooks.get(webhook_id)
+    if not yes:
+        click.confirm(f"Delete webhook {webhook.id} ({webhook.name})?", abort=True)
+    app.webhooks.delete(webhook_id)
+    click.echo(f"Deleted webhook {webhook.id} ({webhook.name})")
+
+
+def _switch(app: App, webhook_id: int, active: bool) -> None:
+    webhook = app.webhooks.update(webhook_id, active=active)
+    click.echo(f"Webhook {webhook.id} ({webhook.name}) is now {'active' if active else 'inactive'}")
+
+
+@webhooks.command("enable")
+@click.argument("webhook_id", type=int)
+@pass_app
+def enable(app: App, webhook_id: int) -> None:
+    """Switch a webhook on."""
+    _switch(app, webhook_id, True)
+
+
+@webhooks.command("disable")
+@click.argument("webhook_id", type=int)
+@pass_app
+def disable(app: App, webhook_id: int) -> None:
+    """Switch a webhook off; events are no longer sent to it."""
+    _switch(app, webhook_id, False)
+
+
+COMMANDS = [webhooks]

@@ -1,0 +1,158 @@
+"""HTTP delivery: the signed request of one attempt (pure), and the sender that posts it (aiohttp).
+
+One ``HttpSender`` (one aiohttp session, one connection pool) serves every delivery of a process, the
+test webhook included. An attempt succeeds on a 2xx answer; any other status, a redirect, a timeout or a
+connection error is a failed attempt, described by a ``DeliveryFailedError`` subclass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Self
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from assethooks import __version__
+from assethooks.errors import (
+    DeliveryFailedError,
+    DeliveryTimeoutError,
+    HttpStatusError,
+    PermanentDeliveryError,
+    TransportError,
+)
+from assethooks.guard import GuardedResolver, IPNetwork, check_host
+from assethooks.signing import sign
+from schemas.webhooks import Webhook
+
+USER_AGENT: Final = f"asset-webhooks/{__version__}"
+RESPONSE_KEEP: Final = 4096  # bytes of the answer kept in the delivery log
+RESPONSE_READ_LIMIT: Final = 65536  # bytes read at most from an answer; more closes the connection
+
+
+@dataclass(frozen=True)
+class DeliveryRequest:
+    """One attempt's POST: URL, exact body bytes and headers."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def build_request(
+    webhook: Webhook, body: bytes, *, event: str, delivery_id: str, attempt: int, now: float
+) -> DeliveryRequest:
+    """The request for one attempt: seed headers, signature over ``body`` when a secret is set, then the
+    custom headers (which validation keeps from overriding any of the others)."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Asset-Webhook-Event": event,
+        "X-Asset-Webhook-Timestamp": str(int(now)),
+        "X-Asset-Webhook-Delivery": delivery_id,
+        "X-Asset-Webhook-Attempt": str(attempt),
+    }
+    if webhook.secret is not None:
+        headers["X-Asset-Webhook-Signature"] = sign(webhook.secret.get_secret_value(), body)
+    for name, value in webhook.headers.items():
+        headers[name] = value.get_secret_value()
+    return DeliveryRequest(webhook.url, body, headers)
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one attempt got: status, time taken, the start of the answer, and the failure if any."""
+
+    status_code: int | None
+    duration_ms: float
+    response_body: str | None
+    failure: DeliveryFailedError | None
+
+    @property
+    def ok(self) -> bool:
+        """True when the endpoint answered 2xx."""
+        return self.failure is None
+
+
+class HttpSender:
+    """Posts delivery requests through one shared aiohttp session with guarded name resolution."""
+
+    def __init__(
+        self, *, timeout: float, allowed: tuple[IPNetwork, ...] = (), max_connections: int = 1000
+    ) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._allowed = allowed
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            resolver=GuardedResolver(self._allowed),
+            ttl_dns_cache=10,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+        )
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def send(self, request: DeliveryRequest) -> AttemptResult:
+        """Post ``request`` once and describe the outcome; never raises for delivery failures."""
+        assert self._session is not None, "use HttpSender as an async context manager"
+        started = time.perf_counter()
+        status: int | None = None
+        answer: str | None = None
+        try:
+            check_host(urlsplit(request.url).hostname or "", self._allowed)
+            async with self._session.post(
+                request.url, data=request.body, headers=request.headers, allow_redirects=False
+            ) as response:
+                status = response.status
+                raw = await response.content.read(RESPONSE_READ_LIMIT)
+                if not response.content.at_eof():
+                    response.close()  # do not keep a connection with an unread answer
+                answer = raw[:RESPONSE_KEEP].decode("utf-8", errors="replace")
+                failure = _status_failure(status, response.headers.get("Location"), answer)
+        except PermanentDeliveryError as exc:
+            failure = exc
+        except TimeoutError:
+            failure = DeliveryTimeoutError(f"no answer within {self._timeout.total:g}s", status_code=status)
+        except aiohttp.ClientError as exc:
+            failure = TransportError(_describe_client_error(exc), status_code=status)
+        except OSError as exc:
+            failure = TransportError(f"connection failed: {exc.strerror or exc}", status_code=status)
+        duration_ms = (time.perf_counter() - started) * 1000
+        return AttemptResult(status, duration_ms, answer, failure)
+
+
+def _status_failure(status: int, location: str | None, answer: str) -> DeliveryFailedError | None:
+    if 200 <= status < 300:
+        return None
+    if 300 <= status < 400:
+        target = f" to {location}" if location else ""
+        return HttpStatusError(
+            f"HTTP {status}: redirect{target} not followed",
+            status_code=status,
+            response_body=answer,
+            location=location,
+        )
+    return HttpStatusError(f"HTTP {status}", status_code=status, response_body=answer)
+
+
+def _describe_client_error(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection without an answer"
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0]

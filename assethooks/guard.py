@@ -1,0 +1,88 @@
+"""Where deliveries may go: only to public addresses, unless an address range is explicitly allowed.
+
+Loopback, private (RFC 1918), carrier-grade NAT, link-local (cloud metadata 169.254.169.254 included),
+unspecified, multicast, reserved, IPv6 loopback/ULA/link-local, and IPv4-mapped forms of these are all
+refused: an address passes when it is globally routable and not multicast, or when it lies in an allowed
+range.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from assethooks.errors import BlockedDestinationError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """The allowed ranges, parsed (host bits are ignored: ``127.0.0.1/8`` means ``127.0.0.0/8``)."""
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+
+def address_allowed(address: IPAddress, allowed: Iterable[IPNetwork] = ()) -> bool:
+    """True when deliveries may connect to ``address``."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if any(address.version == network.version and address in network for network in allowed):
+        return True
+    return address.is_global and not address.is_multicast
+
+
+def check_address(host: str, address: str, allowed: Iterable[IPNetwork]) -> None:
+    """Raise ``BlockedDestinationError`` when ``address`` (resolved from ``host``) is not allowed."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    if not address_allowed(ip, allowed):
+        shown = host if host == address else f"{host} ({address})"
+        raise BlockedDestinationError(
+            f"refused to connect to {shown}: not a public address "
+            "(allow a range with ASSETHOOKS_ALLOWED_CIDRS for local development)"
+        )
+
+
+def ip_literal(host: str) -> str | None:
+    """``host`` without brackets when it is an IP address literal, else ``None``."""
+    bare = host.strip("[]")
+    try:
+        ipaddress.ip_address(bare.split("%", 1)[0])
+    except ValueError:
+        return None
+    return bare
+
+
+class GuardedResolver(AbstractResolver):
+    """A resolver that refuses names resolving to any address outside the allowed ones.
+
+    The connector connects to the addresses returned here, so what was checked is what is used:
+    there is no second lookup a hostile DNS server could answer differently.
+    """
+
+    def __init__(self, allowed: Iterable[IPNetwork], inner: AbstractResolver | None = None) -> None:
+        self._allowed = tuple(allowed)
+        self._inner = inner or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """Resolve ``host`` and check every address; any refused address refuses the host."""
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            check_address(host, result["host"], self._allowed)
+        return results
+
+    async def close(self) -> None:
+        """Release the inner resolver."""
+        await self._inner.close()
+
+
+def check_host(host: str, allowed: Iterable[IPNetwork]) -> None:
+    """Check an IP-literal host (names are checked by ``GuardedResolver`` when connecting)."""
+    literal = ip_literal(host)
+    if literal is not None:
+        check_address(host, literal, allowed)

@@ -1,0 +1,139 @@
+"""The delivery log: one row per attempt, written in batches so that it never caps throughput.
+
+``DeliveryLogWriter.write`` returns once its entry is committed: the consumers store a record's offset
+only after that, so every attempt that happened is in the log (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.orm import Session
+
+from assethooks.errors import StoreUnavailableError
+from assethooks.store.db import guarded
+from assethooks.store.models import DeliveryLogRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One delivery attempt as it is logged."""
+
+    webhook_id: int
+    event: str
+    asset_id: str | None
+    delivery_id: str
+    attempt: int
+    success: bool
+    status_code: int | None
+    duration_ms: float
+    error: str | None
+    response_body: str | None
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    created_at: datetime
+
+
+def insert_entries(engine: Engine, entries: Sequence[LogEntry]) -> None:
+    """Insert ``entries`` in one transaction (one multi-row statement per batch)."""
+    with Session(engine) as session, session.begin():
+        session.execute(insert(DeliveryLogRow), [asdict(entry) for entry in entries])
+
+
+def recent_entries(engine: Engine, *, webhook_id: int | None = None, limit: int = 100) -> list[LogEntry]:
+    """The newest logged attempts, newest first, optionally for one webhook."""
+    query = select(DeliveryLogRow).order_by(DeliveryLogRow.id.desc()).limit(limit)
+    if webhook_id is not None:
+        query = query.where(DeliveryLogRow.webhook_id == webhook_id)
+
+    def run() -> list[LogEntry]:
+        with Session(engine) as session:
+            return [_entry(row) for row in session.scalars(query)]
+
+    return guarded(engine, run)
+
+
+def _entry(row: DeliveryLogRow) -> LogEntry:
+    return LogEntry(**{name: getattr(row, name) for name in LogEntry.__dataclass_fields__})
+
+
+class DeliveryLogWriter:
+    """Collects log entries and commits them in batches from one background thread.
+
+    A batch is written when it reaches ``batch_size`` entries or ``interval`` seconds after its first
+    entry. When the database is unavailable the batch is kept and retried with growing pauses, and
+    writers wait, which in turn pauses consumption: nothing is dropped.
+    """
+
+    def __init__(self, engine: Engine, *, batch_size: int = 500, interval: float = 0.05) -> None:
+        self._engine = engine
+        self._batch_size = batch_size
+        self._interval = interval
+        self._pending: list[tuple[LogEntry, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="delivery-log")
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        """Start the background flusher on the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="delivery-log")
+
+    async def write(self, entry: LogEntry) -> None:
+        """Queue ``entry`` and return once it is committed."""
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((entry, done))
+        if len(self._pending) == 1 or len(self._pending) >= self._batch_size:
+            self._wake.set()
+        await done
+
+    async def _run(self) -> None:
+        while not (self._closing and not self._pending):
+            await self._wake.wait()
+            self._wake.clear()
+            if len(self._pending) < self._batch_size and not self._closing:
+                await asyncio.sleep(self._interval)  # let a batch gather
+            while self._pending:
+                batch, self._pending = self._pending[: self._batch_size], self._pending[self._batch_size :]
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[LogEntry, asyncio.Future[None]]]) -> None:
+        loop = asyncio.get_running_loop()
+        entries = [entry for entry, _ in batch]
+        pause = 0.5
+        while True:
+            try:
+                await loop.run_in_executor(self._executor, self._insert, entries)
+                break
+            except StoreUnavailableError as exc:
+                log.warning("delivery log not written, retrying in %.1fs: %s", pause, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 10.0)
+            except Exception as exc:  # a bug, not an outage: the writers' records must not be committed
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                return
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
+
+    def _insert(self, entries: list[LogEntry]) -> None:
+        guarded(self._engine, lambda: insert_entries(self._engine, entries))
+
+    async def close(self) -> None:
+        """Write what is pending and stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        self._executor.shutdown(wait=True)

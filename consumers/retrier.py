@@ -1,0 +1,69 @@
+"""The retrier: reads the retry-tier topics and makes each task's next attempt when it is due.
+
+A tier partition whose head is not due yet is paused until it is (``Defer``); since every task of a tier
+waits about as long, the head is always the next one due. A task whose webhook was deleted or disabled
+meanwhile goes to the dead-letter topic, from where it can be replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+from confluent_kafka import Message
+from pydantic import ValidationError
+
+from assethooks.clock import Clock, utc_now
+from consumers.dispatcher import record_key, source_of
+from consumers.pipeline import Delivery, DeliveryPipeline
+from consumers.runtime import Defer
+from consumers.subscriptions import SubscriptionCache
+from schemas.tasks import TASK_HEADER, DeadLetterKind, DeliveryTask, header_value
+
+
+class Retrier:
+    """Attempts retry tasks when they are due (a ``consumers.runtime.Handler``)."""
+
+    def __init__(
+        self, pipeline: DeliveryPipeline, subscriptions: SubscriptionCache, *, clock: Clock = utc_now
+    ) -> None:
+        self._pipeline = pipeline
+        self._subscriptions = subscriptions
+        self._clock = clock
+
+    def schedule(self, record: Message) -> Awaitable[None] | Defer:
+        """The work for one retry record, or ``Defer`` until it is due."""
+        body = record.value()
+        raw_task = header_value(record.headers(), TASK_HEADER)
+        try:
+            task = DeliveryTask.model_validate_json(raw_task or b"")
+        except ValidationError:
+            return self._pipeline.dead_letter(
+                DeadLetterKind.INVALID_EVENT,
+                f"retry record without a valid {TASK_HEADER} header",
+                source=source_of(record),
+                body=body,
+                key=record_key(record),
+            )
+        due = task.not_before.timestamp()
+        if due > self._clock().timestamp():
+            return Defer(due)
+        webhook = self._subscriptions.get(task.webhook_id)
+        if webhook is None or not webhook.active or body is None:
+            if body is None:
+                reason = "retry record has no body"
+            else:
+                reason = f"webhook {task.webhook_id} was {'deleted' if webhook is None else 'disabled'}"
+            return self._pipeline.dead_letter(
+                DeadLetterKind.UNDELIVERABLE, reason, source=task.source, body=body, task=task
+            )
+        delivery = Delivery(
+            webhook=webhook,
+            body=body,
+            event=task.event,
+            asset_key=task.asset_key,
+            delivery_id=task.delivery_id,
+            attempt=task.attempt,
+            source=task.source,
+            history=task.history,
+        )
+        return self._pipeline.deliver(delivery)

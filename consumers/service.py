@@ -1,0 +1,120 @@
+"""Assembles the long-running processes: ``dispatcher``, ``retrier`` or ``all`` (both in one process).
+
+Start-up checks fail fast with one clear line: the database schema is current, Kafka answers, and the
+topics exist (created when missing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from assethooks.delivery import HttpSender
+from assethooks.guard import parse_networks
+from assethooks.kafka import consumer_config, ensure_topics, producer_config
+from assethooks.settings import Settings
+from assethooks.store.db import make_engine
+from assethooks.store.delivery_log import DeliveryLogWriter
+from assethooks.store.migrate import require_current
+from assethooks.store.webhooks import WebhookStore
+from consumers.dispatcher import Dispatcher
+from consumers.pipeline import DeliveryPipeline
+from consumers.retrier import Retrier
+from consumers.runtime import ConsumerRuntime
+from consumers.subscriptions import SubscriptionCache
+from producers.aio import AsyncProducer
+from producers.handoff import Handoff
+from schemas.events import EventName
+
+log = logging.getLogger(__name__)
+
+ROLES = ("dispatcher", "retrier")
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the consumer groups of one process share."""
+
+    settings: Settings
+    pipeline: DeliveryPipeline
+    subscriptions: SubscriptionCache
+
+
+@asynccontextmanager
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    """Open the store, the HTTP sender, the delivery log and the producer; close them in reverse order."""
+    engine = make_engine(settings.database_url.get_secret_value())
+    await asyncio.to_thread(require_current, engine)
+    results = await asyncio.to_thread(ensure_topics, settings)
+    for result in results:
+        if result.created:
+            log.info("created topic %s", result.spec.name)
+    subscriptions = SubscriptionCache(
+        WebhookStore(engine), [event.value for event in EventName], interval=settings.webhook_refresh_interval
+    )
+    await subscriptions.start()
+    producer = AsyncProducer(producer_config(settings, "handoff"))
+    producer.start()
+    log_writer = DeliveryLogWriter(engine)
+    log_writer.start()
+    try:
+        async with HttpSender(
+            timeout=settings.delivery_timeout,
+            allowed=parse_networks(settings.allowed_cidrs),
+            max_connections=settings.max_in_flight,
+        ) as sender:
+            pipeline = DeliveryPipeline(settings, sender, log_writer, Handoff(producer, settings.dlq_topic))
+            yield Services(settings, pipeline, subscriptions)
+    finally:
+        await log_writer.close()
+        left = await producer.close()
+        if left:
+            log.error("%d records not acknowledged by Kafka at shutdown", left)
+        await subscriptions.close()
+        engine.dispose()
+
+
+def runtimes(shared: Services, roles: Collection[str]) -> list[ConsumerRuntime]:
+    """One consumer runtime per role."""
+    settings = shared.settings
+    found = []
+    if "dispatcher" in roles:
+        found.append(
+            ConsumerRuntime(
+                consumer_config(settings, "dispatcher", settings.dispatcher_group),
+                [settings.source_topic],
+                Dispatcher(shared.pipeline, shared.subscriptions),
+                max_in_flight=settings.max_in_flight,
+                shutdown_timeout=settings.shutdown_timeout,
+            )
+        )
+    if "retrier" in roles:
+        found.append(
+            ConsumerRuntime(
+                consumer_config(settings, "retrier", settings.retrier_group),
+                list(settings.retry_topics),
+                Retrier(shared.pipeline, shared.subscriptions),
+                max_in_flight=settings.max_in_flight,
+                shutdown_timeout=settings.shutdown_timeout,
+            )
+        )
+    return found
+
+
+async def serve(settings: Settings, roles: Collection[str], stop: asyncio.Event) -> None:
+    """Run the consumer groups of ``roles`` until ``stop`` is set or one of them fails."""
+    async with services(settings) as shared:
+        members = runtimes(shared, roles)
+        log.info("running %s on %s", " and ".join(roles), settings.kafka_bootstrap)
+        tasks = [asyncio.create_task(member.run(stop)) for member in members]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            stop.set()  # one member failing stops the others, which then finish their work
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result

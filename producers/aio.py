@@ -1,0 +1,76 @@
+"""An asyncio face for confluent-kafka's producer: ``await send(...)`` returns once the broker has the
+record (``acks=all``), which is what "durably handed to a retry tier or the DLQ" means.
+
+A background thread serves librdkafka's delivery reports and hands each to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from assethooks.errors import KafkaUnavailableError
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class AsyncProducer:
+    """Produces records and awaits their acknowledgement; waits while librdkafka's queue is full."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._producer = Producer(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = threading.Event()
+        self._poller = threading.Thread(target=self._poll_reports, name="producer-reports", daemon=True)
+
+    def start(self) -> None:
+        """Begin serving delivery reports; call from the event loop that will await ``send``."""
+        self._loop = asyncio.get_running_loop()
+        self._poller.start()
+
+    async def send(
+        self, topic: str, value: bytes | None, *, key: bytes | None, headers: Headers = ()
+    ) -> None:
+        """Produce one record and return when the broker acknowledged it.
+
+        Raises ``KafkaUnavailableError`` when librdkafka gives up on it (``message.timeout.ms``).
+        """
+        assert self._loop is not None, "call start() first"
+        done: asyncio.Future[None] = self._loop.create_future()
+        loop = self._loop
+
+        def report(error: KafkaError | None, _message: Message) -> None:
+            loop.call_soon_threadsafe(_settle, done, error)
+
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, headers=list(headers), on_delivery=report)
+                break
+            except BufferError:  # librdkafka's local queue is full: let the broker catch up
+                await asyncio.sleep(0.01)
+        await done
+
+    def _poll_reports(self) -> None:
+        while not self._closing.is_set():
+            self._producer.poll(0.1)
+
+    async def close(self, timeout: float = 30.0) -> int:
+        """Wait for outstanding records (up to ``timeout``) and stop; return how many were left."""
+        left = await asyncio.to_thread(self._producer.flush, timeout)
+        self._closing.set()
+        if self._poller.is_alive():
+            await asyncio.to_thread(self._poller.join)
+        return left
+
+
+def _settle(done: asyncio.Future[None], error: KafkaError | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(KafkaUnavailableError(f"Kafka did not accept a record: {error.str()}"))

@@ -1,0 +1,33 @@
+"""Handing deliveries on: to a retry tier for a later attempt, or to the dead-letter topic.
+
+Both keep the event's exact bytes as the record value and the asset id as the key; the metadata travels
+as JSON in one header (see ``schemas.tasks``).
+"""
+
+from __future__ import annotations
+
+from producers.aio import AsyncProducer
+from schemas.tasks import DEAD_LETTER_HEADER, TASK_HEADER, DeadLetter, DeliveryTask
+
+
+class Handoff:
+    """Writes retry tasks and dead letters, each acknowledged by the broker before returning."""
+
+    def __init__(self, producer: AsyncProducer, dlq_topic: str) -> None:
+        self._producer = producer
+        self._dlq_topic = dlq_topic
+
+    async def to_retry(self, topic: str, task: DeliveryTask, body: bytes) -> None:
+        """Put ``task`` on the retry tier ``topic``."""
+        await self._producer.send(
+            topic,
+            body,
+            key=task.asset_key.encode() if task.asset_key else None,
+            headers=[(TASK_HEADER, task.model_dump_json().encode())],
+        )
+
+    async def to_dead_letters(self, letter: DeadLetter, body: bytes | None, key: bytes | None) -> None:
+        """Put a record on the dead-letter topic with why it is there."""
+        await self._producer.send(
+            self._dlq_topic, body, key=key, headers=[(DEAD_LETTER_HEADER, letter.model_dump_json().encode())]
+        )
