@@ -40,6 +40,8 @@ def consumer_config(settings: Settings, role: str, group: str) -> dict[str, Any]
     return {
         **client_config(settings, role),
         "group.id": group,
+        "session.timeout.ms": int(settings.session_timeout * 1000),
+        "heartbeat.interval.ms": int(settings.session_timeout * 1000 / 4),
         "enable.auto.commit": True,
         "auto.commit.interval.ms": 1000,
         "enable.auto.offset.store": False,

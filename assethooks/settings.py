@@ -66,6 +66,8 @@ class Settings(BaseSettings):
 
     dispatcher_group: str = "assethooks-dispatcher"
     retrier_group: str = "assethooks-retrier"
+    # How soon a crashed group member's partitions move to the others (Kafka's default is 45 s).
+    session_timeout: PositiveSeconds = 10
 
     # Delays before attempts 2, 3, ...: attempt 1 is immediate, so 8 attempts in all by default.
     retry_schedule: DurationList = (5, 300, 1800, 7200, 18000, 36000, 36000)

@@ -12,7 +12,7 @@ import logging
 import click
 
 from assethooks import __version__
-from assethooks.cli import admin, publish, run, webhooks
+from assethooks.cli import admin, publish, receiver, run, webhooks
 from assethooks.cli.base import App, Group
 from assethooks.logging_setup import configure_logging
 
@@ -25,12 +25,12 @@ def main(ctx: click.Context) -> None:
 
     Settings come from ASSETHOOKS_* environment variables; `assethooks config` shows them.
     """
-    ctx.ensure_object(App)
+    ctx.call_on_close(ctx.ensure_object(App).close)
     if not logging.getLogger().handlers:
         # One-shot commands report problems themselves; librdkafka's own retries would only be noise.
         configure_logging("WARNING", kafka_level=logging.CRITICAL)
 
 
-for _module in (admin, webhooks, publish, run):
+for _module in (admin, webhooks, publish, run, receiver):
     for _command in _module.COMMANDS:
         main.add_command(_command)

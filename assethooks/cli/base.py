@@ -56,6 +56,11 @@ class App:
         """The webhook subscriptions."""
         return WebhookStore(self.migrated_engine)
 
+    def close(self) -> None:
+        """Release the database connections, if any were opened."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
 
 def exit_code_for(error: AssetHooksError) -> int:
     """The process exit code for ``error``."""

@@ -79,6 +79,8 @@ def publish(
         for label, body in items:
             publisher.publish(body, key=key, label=label)
     report = publisher.report
+    if len(items) == 1 and report.failed:
+        raise InvalidEventError(report.failed[0][1])
     for label, reason in report.failed:
         click.echo(f"{label}: {reason}", err=True)
     click.echo(f"published {report.sent} of {len(items)} events to {app.settings.source_topic}")

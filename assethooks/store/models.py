@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -75,7 +75,7 @@ class DeliveryLogRow(Base):
     attempt: Mapped[int]
     success: Mapped[bool]
     status_code: Mapped[int | None]
-    duration_ms: Mapped[float]
+    duration_ms: Mapped[float] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     response_body: Mapped[str | None] = mapped_column(Text)
     source_topic: Mapped[str | None] = mapped_column(String(255))

@@ -1,0 +1,59 @@
+# asset-webhooks — the two commands of the quickstart are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint check unit system-deps kafka-up kafka-down postgres-up postgres-down clean
+
+# The virtual environment, rebuilt when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the tests use: PostgreSQL (store tests), kcat (a Kafka client that is not ours),
+# Maven and a JDK (the local broker). Installed only when missing; needs root or sudo.
+system-deps:
+	@missing=""; \
+	command -v kcat >/dev/null || missing="$$missing kcat"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: $(STAMP) system-deps
+	scripts/demo.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Every test: lint and strict typing first, then the suite against a real Kafka broker and PostgreSQL
+# (started by the test fixtures when not already given, see tests/conftest.py).
+test: $(STAMP) system-deps lint
+	$(BIN)/pytest
+
+kafka-up:
+	scripts/kafka-local.sh start
+
+kafka-down:
+	scripts/kafka-local.sh stop
+
+postgres-up:
+	scripts/postgres-local.sh start
+
+postgres-down:
+	scripts/postgres-local.sh stop
+
+clean:
+	-scripts/kafka-local.sh stop
+	-scripts/postgres-local.sh stop
+	rm -rf .local .mypy_cache .ruff_cache .pytest_cache *.egg-info assethooks.db*

@@ -1,0 +1,274 @@
+"""Test helpers: waiting on conditions, a recording HTTP receiver, CLI processes and topic readers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TypeVar
+
+from aiohttp import web
+from confluent_kafka import Consumer, Message, TopicPartition
+
+T = TypeVar("T")
+
+POLL_INTERVAL = 0.05  # seconds between two looks at a condition
+
+ASSETHOOKS = Path(sys.executable).with_name("assethooks")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_until(check: Callable[[], T], *, timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(POLL_INTERVAL)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request the receiver got."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def header(self, name: str) -> str | None:
+        """A header by case-insensitive name."""
+        lowered = name.lower()
+        return next((value for key, value in self.headers.items() if key.lower() == lowered), None)
+
+
+Behaviour = int | str | tuple[float, int]  # a status; "hang" (never answer); (seconds to wait, status)
+
+
+@dataclass
+class _Route:
+    plan: deque[Behaviour] = field(default_factory=deque)
+    then: Behaviour = 200
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1, in its own thread, that records every request.
+
+    Each path answers 200 unless planned otherwise: ``plan("/x", 500, 500)`` answers the next two requests
+    to ``/x`` with 500, then 200 (or ``then``).
+    """
+
+    def __init__(self) -> None:
+        self._requests: list[Received] = []
+        self._routes: dict[str, _Route] = {}
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="receiver", daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def start(self) -> Receiver:
+        """Start listening on a free port."""
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = self._runner.addresses[0][1]
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        with self._lock:
+            self._requests.append(Received(request.path, dict(request.headers), body, time.time()))
+            route = self._routes.setdefault(request.path, _Route())
+            behaviour = route.plan.popleft() if route.plan else route.then
+        if behaviour == "hang":
+            await asyncio.sleep(3600)
+        if isinstance(behaviour, tuple):
+            await asyncio.sleep(behaviour[0])
+            behaviour = behaviour[1]
+        assert isinstance(behaviour, int)
+        return web.Response(status=behaviour, text=f"answer {behaviour}")
+
+    def url(self, path: str = "/hook") -> str:
+        """The URL of ``path`` on this receiver."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def plan(self, path: str, *behaviours: Behaviour, then: Behaviour = 200) -> None:
+        """Answer the next requests to ``path`` with ``behaviours``, and later ones with ``then``."""
+        with self._lock:
+            self._routes[path] = _Route(deque(behaviours), then)
+
+    def requests(self, path: str | None = None) -> list[Received]:
+        """Every request so far (to ``path`` only, when given)."""
+        with self._lock:
+            return [request for request in self._requests if path is None or request.path == path]
+
+    def wait_for(self, count: int, path: str | None = None, timeout: float = 30.0) -> list[Received]:
+        """Wait until at least ``count`` requests (to ``path``) arrived; return them all."""
+        wait_until(
+            lambda: len(self.requests(path)) >= count,
+            timeout=timeout,
+            what=f"{count} requests to {path or 'any path'} (got {len(self.requests(path))})",
+        )
+        return self.requests(path)
+
+    def stop(self) -> None:
+        """Stop the server and its thread."""
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What a CLI process did."""
+
+    code: int
+    out: str
+    err: str
+    seconds: float
+
+
+def cli(*args: str, env: Mapping[str, str], stdin: str | None = None, timeout: float = 60.0) -> CliResult:
+    """Run ``assethooks ARGS`` as a real process with ``env`` added to this environment."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(ASSETHOOKS), *args],
+        env={**os.environ, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+
+
+class Service:
+    """``assethooks run ROLE`` as a background process whose output goes to a file."""
+
+    def __init__(self, role: str, env: Mapping[str, str], log_path: Path) -> None:
+        self.role = role
+        self._env = {**os.environ, **env}
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> Service:
+        """Start the process."""
+        self._log = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            [str(ASSETHOOKS), "run", self.role], env=self._env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        return self
+
+    @property
+    def running(self) -> bool:
+        """True while the process has not exited."""
+        return self._process is not None and self._process.poll() is None
+
+    def output(self) -> str:
+        """Everything the process (and earlier runs with the same log) wrote."""
+        return self.log_path.read_text(errors="replace")
+
+    def wait_assigned(self, timeout: float = 60.0) -> None:
+        """Wait until the process logged a partition assignment (it joined its group)."""
+        wait_until(
+            lambda: "assigned" in self.output() or not self.running,
+            timeout=timeout,
+            what=f"{self.role} to join",
+        )
+        assert self.running, self.output()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """Send ``sig`` and wait for the exit code."""
+        assert self._process is not None
+        if self._process.poll() is None:
+            self._process.send_signal(sig)
+        code = self._process.wait(timeout)
+        if self._log is not None:
+            self._log.close()
+        return code
+
+    def kill(self) -> int:
+        """SIGKILL: no chance to finish or commit anything."""
+        return self.stop(signal.SIGKILL)
+
+
+@contextmanager
+def service(role: str, env: Mapping[str, str], log_path: Path) -> Iterator[Service]:
+    """A running ``assethooks run ROLE`` for the duration of the block (stopped with SIGTERM)."""
+    process = Service(role, env, log_path).start()
+    try:
+        yield process
+    except BaseException:
+        print(f"--- output of assethooks run {role} ---\n{process.output()}")  # shown by pytest on failure
+        raise
+    finally:
+        if process.running:
+            process.stop()
+
+
+def read_topic(bootstrap: str, topic: str, *, count: int, timeout: float = 30.0) -> list[Message]:
+    """Read ``topic`` from the beginning until ``count`` records arrived (fails after ``timeout``)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    records: list[Message] = []
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + timeout
+        while len(records) < count and time.monotonic() < deadline:
+            for record in consumer.consume(100, 0.2):
+                if record.error() is None:
+                    records.append(record)
+    finally:
+        consumer.close()
+    assert len(records) >= count, f"{topic}: {len(records)} records, expected {count}"
+    return records
+
+
+def committed_to_end(bootstrap: str, group: str, topic: str) -> bool:
+    """True when ``group`` has committed every partition of ``topic`` up to its end.
+
+    The consumers commit a record only after all its deliveries finished or were handed on, so this is
+    the moment to assert on everything that did, or did not, happen.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        partitions = [TopicPartition(topic, partition) for partition in metadata.partitions]
+        committed = consumer.committed(partitions, timeout=10)
+        for position in committed:
+            _low, high = consumer.get_watermark_offsets(position, timeout=10)
+            if high > 0 and position.offset < high:
+                return False
+        return True
+    finally:
+        consumer.close()

@@ -1,0 +1,281 @@
+"""Unit tests of the pure logic: contracts, signing, request building, retry schedule, offsets, guard."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from assethooks.delivery import USER_AGENT, build_request
+from assethooks.durations import format_duration, parse_duration, parse_moment
+from assethooks.errors import BlockedDestinationError, ConfigError, InvalidEventError, InvalidWebhookError
+from assethooks.guard import address_allowed, check_host, parse_networks
+from assethooks.retry import next_retry
+from assethooks.signing import sign, signature_matches, verify_delivery
+from consumers.offsets import OffsetTracker
+from consumers.subscriptions import index_by_event
+from schemas.events import EVENT_GROUPS, EventName, parse_event
+from schemas.tasks import SourceRef, delivery_id_for
+from schemas.webhooks import Webhook, validate_webhook
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def event_json(**changes: object) -> bytes:
+    envelope: dict[str, object] = {
+        "event": "asset.created",
+        "timestamp": "2025-02-04T12:00:00+00:00",
+        "source": "perfex_assets_module",
+        "asset_id": 123,
+        "asset": {"id": 123, "name": "Laptop"},
+        "data": {},
+    }
+    envelope.update(changes)
+    return json.dumps(envelope).encode()
+
+
+def test_the_seed_event_table_has_21_events_grouped_as_in_the_seed() -> None:
+    names = [event.value for event in EventName]
+    assert len(names) == 21
+    assert sum(name.startswith("asset.") for name in names) == 17
+    assert [name for name in names if name.startswith("alert.")] == [
+        "alert.warranty_expiring",
+        "alert.maintenance_due",
+        "alert.checkout_overdue",
+        "alert.low_stock",
+    ]
+    assert sorted(event for group in EVENT_GROUPS.values() for event in group) == sorted(EventName)
+
+
+def test_a_valid_envelope_parses_and_keeps_extra_fields() -> None:
+    event = parse_event(event_json(trace="abc"))
+    assert event.event is EventName.ASSET_CREATED
+    assert event.asset_key == "123"
+    assert event.model_extra == {"trace": "abc"}
+
+
+def test_a_deleted_asset_has_a_null_id_and_its_key_from_the_asset() -> None:
+    event = parse_event(event_json(event="asset.deleted", asset_id=None, asset={"id": 77}))
+    assert event.asset_id is None
+    assert event.asset_key == "77"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "empty record value"),
+        (b"not json", "not valid JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b"\xff\xfe", "not valid JSON"),
+        (event_json(event="asset.exploded"), "unknown event 'asset.exploded'"),
+        (b'{"event": "asset.created"}', "missing field 'timestamp'"),
+        (event_json(asset_id="123"), "field 'asset_id': Input should be a valid integer"),
+        (event_json(asset_id=None), "asset_id may be null only for asset.deleted"),
+        (event_json(timestamp="2025-02-04T12:00:00"), "field 'timestamp': Input should have timezone info"),
+        (event_json(data=[1]), "field 'data': Input should be an object"),
+    ],
+)
+def test_invalid_events_are_rejected_with_a_one_line_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(InvalidEventError) as error:
+        parse_event(raw)
+    assert str(error.value).startswith(reason)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"url": "ftp://example.com/x"}, "URL must start with http:// or https://"),
+        ({"url": "https:///path"}, "URL has no host"),
+        ({"url": "https://user:pw@example.com"}, "URL must not contain credentials"),
+        ({"name": "  "}, "name must not be empty"),
+        (
+            {"events": ["asset.created", "asset.nope"]},
+            "unknown event 'asset.nope'; valid events: asset.created,",
+        ),
+        ({"events": []}, "choose at least one event"),
+        ({"headers": {"Content-Type": "text/plain"}}, "would override a delivery header"),
+        ({"headers": {"x-asset-webhook-signature": "x"}}, "would override a delivery header"),
+        ({"headers": {"Bad Name": "x"}}, "invalid header name 'Bad Name'"),
+        ({"headers": {"X-Key": "a\r\nInjected: 1"}}, "value must be one line"),
+        ({"secret": ""}, "secret must not be empty"),
+    ],
+)
+def test_invalid_webhooks_are_rejected_with_one_line(fields: dict[str, object], message: str) -> None:
+    valid: dict[str, object] = {"name": "ERP", "url": "https://example.com/hook", "events": None}
+    with pytest.raises(InvalidWebhookError) as error:
+        validate_webhook(**{**valid, **fields})
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def webhook(**fields: object) -> Webhook:
+    values: dict[str, object] = {
+        "id": 1,
+        "name": "ERP",
+        "url": "https://erp.example.com/hook",
+        "events": None,
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    values.update(fields)
+    return Webhook.model_validate(values)
+
+
+def test_webhooks_never_show_their_secret_or_header_values() -> None:
+    hook = webhook(secret="s3cr3t-value", headers={"X-Api-Key": "key-value"})
+    shown = json.dumps(hook.masked()) + repr(hook) + str(hook)
+    assert "s3cr3t-value" not in shown
+    assert "key-value" not in shown
+    assert hook.masked()["headers"] == {"X-Api-Key": "****"}
+
+
+def test_matching_takes_active_webhooks_subscribed_to_the_event() -> None:
+    everything = webhook(id=1)
+    created_only = webhook(id=2, events=["asset.created"])
+    inactive = webhook(id=3, active=False)
+    index = index_by_event([inactive, created_only, everything], ["asset.created", "asset.lost"])
+    assert [hook.id for hook in index["asset.created"]] == [1, 2]
+    assert [hook.id for hook in index["asset.lost"]] == [1]
+
+
+def test_the_signature_is_the_seed_formula_over_the_exact_body() -> None:
+    body = event_json()
+    expected = hmac.new(b"topsecret", body, hashlib.sha256).hexdigest()
+    assert sign("topsecret", body) == expected
+    assert signature_matches("topsecret", body, expected.upper())
+    assert not signature_matches("topsecret", body + b" ", expected)
+
+
+def test_a_request_carries_the_seed_headers_then_the_custom_ones() -> None:
+    hook = webhook(secret="topsecret", headers={"X-Api-Key": "k1"})
+    body = event_json()
+    request = build_request(
+        hook, body, event="asset.created", delivery_id="d-1", attempt=2, now=1_700_000_000.9
+    )
+    assert request.body is body
+    assert request.headers == {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Asset-Webhook-Event": "asset.created",
+        "X-Asset-Webhook-Timestamp": "1700000000",
+        "X-Asset-Webhook-Delivery": "d-1",
+        "X-Asset-Webhook-Attempt": "2",
+        "X-Asset-Webhook-Signature": sign("topsecret", body),
+        "X-Api-Key": "k1",
+    }
+    unsigned = build_request(webhook(), body, event="asset.created", delivery_id="d-1", attempt=1, now=0)
+    assert "X-Asset-Webhook-Signature" not in unsigned.headers
+
+
+def test_delivery_ids_are_stable_per_event_and_webhook() -> None:
+    source = SourceRef(topic="asset-events", partition=2, offset=41)
+    assert delivery_id_for(source, 7) == delivery_id_for(source.model_copy(), 7)
+    assert delivery_id_for(source, 7) != delivery_id_for(source, 8)
+    assert delivery_id_for(source, 7) != delivery_id_for(source.model_copy(update={"offset": 42}), 7)
+
+
+def test_the_retry_schedule_walks_the_tiers_with_jitter_then_ends() -> None:
+    schedule = (5.0, 300.0, 1800.0)
+    first = next_retry(1, schedule, 0.2, draw=0.5)
+    assert first is not None
+    assert (first.attempt, first.tier_delay, first.delay) == (2, 5.0, 5.0)
+    low, high = next_retry(2, schedule, 0.2, draw=0.0), next_retry(2, schedule, 0.2, draw=0.999999)
+    assert low is not None
+    assert high is not None
+    assert low.delay == pytest.approx(240.0)
+    assert high.delay == pytest.approx(360.0, rel=1e-5)
+    assert next_retry(3, schedule, 0.2, draw=0.5) is not None
+    assert next_retry(4, schedule, 0.2, draw=0.5) is None
+
+
+def test_the_committable_offset_is_the_contiguous_completed_prefix() -> None:
+    tracker = OffsetTracker()
+    for offset in (10, 11, 12, 14):
+        tracker.add(offset)
+    assert tracker.done(11) is None
+    assert tracker.committable is None
+    assert tracker.done(10) == 12
+    assert tracker.done(14) is None
+    assert tracker.committable == 12
+    assert tracker.done(12) == 15
+    assert tracker.pending == 0
+    tracker.add(15)
+    with pytest.raises(ValueError, match="not after"):
+        tracker.add(15)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "100.64.0.1",
+        "169.254.169.254",
+        "0.0.0.0",
+        "224.0.0.1",
+        "240.0.0.1",
+        "::1",
+        "fd00::1",
+        "fe80::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "::",
+    ],
+)
+def test_non_public_addresses_are_refused_unless_allowed(address: str) -> None:
+    ip = ipaddress.ip_address(address)
+    assert not address_allowed(ip)
+    assert address_allowed(ip, parse_networks(["0.0.0.0/0", "::/0"]))
+    with pytest.raises(BlockedDestinationError, match="not a public address"):
+        check_host(address, ())
+
+
+def test_public_addresses_pass_and_names_wait_for_resolution() -> None:
+    assert address_allowed(ipaddress.ip_address("93.184.216.34"))
+    assert address_allowed(ipaddress.ip_address("2606:2800:220:1::1"))
+    check_host("example.com", ())  # checked by the resolver when connecting
+
+
+def test_durations_read_and_write_the_short_forms() -> None:
+    assert [parse_duration(text) for text in ("90", "1.5s", "250ms", "5m", "2h", "30d")] == [
+        90,
+        1.5,
+        0.25,
+        300,
+        7200,
+        2592000,
+    ]
+    assert [format_duration(seconds) for seconds in (5, 300, 7200, 86400 * 30, 1.5)] == [
+        "5s",
+        "5m",
+        "2h",
+        "30d",
+        "1500ms",
+    ]
+    with pytest.raises(ConfigError):
+        parse_duration("soon")
+    assert parse_moment("2h", NOW) == NOW - timedelta(hours=2)
+    assert parse_moment("2026-11-01T00:00:00", NOW) == datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def test_a_receiver_verifies_signature_and_timestamp() -> None:
+    body = event_json()
+    signature = sign("s", body)
+    assert verify_delivery("s", body, signature, "1000", now=1100) is None
+    assert verify_delivery("s", body, None, "1000", now=1000) == "no X-Asset-Webhook-Signature header"
+    assert verify_delivery("other", body, signature, "1000", now=1000) == "signature does not match the body"
+    assert (
+        verify_delivery("s", body, signature, "soon", now=1000)
+        == "missing or malformed X-Asset-Webhook-Timestamp header"
+    )
+    assert (
+        verify_delivery("s", body, signature, "1000", now=1400)
+        == "timestamp 1000 is more than 300s away from now"
+    )
