@@ -31,8 +31,10 @@ from tests.support import Received, Receiver, committed_to_end, read_topic, serv
 
 
 @pytest.fixture
-def engine(env: TestEnv) -> Iterator[Engine]:
-    """The test's migrated store, with the topics created."""
+def engine(env: TestEnv, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """The test's migrated store (SQLite unless parametrized with "postgres"), with the topics created."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        env.values["ASSETHOOKS_DATABASE_URL"] = request.getfixturevalue("postgres_url")
     store = make_engine(env["database_url"])
     upgrade(store)
     ensure_topics(env.settings())
@@ -159,6 +161,7 @@ def test_events_published_by_a_plain_kafka_client_are_delivered(
     assert request.header("X-Asset-Webhook-Signature") == sign("k", body)
 
 
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"], indirect=True)
 def test_a_flaky_receiver_gets_the_delivery_on_attempt_three_with_one_delivery_id(
     env: TestEnv, engine: Engine, receiver: Receiver, tmp_path: Path
 ) -> None:
