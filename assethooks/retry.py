@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RetryStep:
-    """The next attempt after a failure: its number, the tier's delay and the jittered delay."""
+    """The wait before the next attempt: the tier's delay and the jittered delay."""
 
-    attempt: int
     tier_delay: float
     delay: float
 
@@ -21,7 +20,8 @@ class RetryStep:
 def next_retry(
     failed_attempt: int, schedule: Sequence[float], jitter: float, draw: float
 ) -> RetryStep | None:
-    """The retry after attempt ``failed_attempt`` (1-based) failed, or ``None`` when none is left.
+    """The retry after attempt ``failed_attempt`` (1-based, counted within the current budget) failed, or
+    ``None`` when none is left.
 
     ``schedule[i]`` is the delay before attempt ``i + 2``; ``jitter`` is a fraction (0.2 = ±20 %) and
     ``draw`` a uniform random number in [0, 1) that picks the point within it.
@@ -30,4 +30,4 @@ def next_retry(
         return None
     tier_delay = schedule[failed_attempt - 1]
     factor = 1 + jitter * (2 * draw - 1)
-    return RetryStep(failed_attempt + 1, tier_delay, tier_delay * factor)
+    return RetryStep(tier_delay, tier_delay * factor)

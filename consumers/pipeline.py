@@ -37,6 +37,7 @@ class Delivery:
     attempt: int
     source: SourceRef
     history: tuple[AttemptRecord, ...] = ()
+    attempt_base: int = 0  # attempts made before the current budget
 
     def task(self, *, attempt: int, not_before: datetime, history: tuple[AttemptRecord, ...]) -> DeliveryTask:
         """This delivery as a task waiting for ``attempt`` at ``not_before``."""
@@ -46,6 +47,7 @@ class Delivery:
             event=self.event,
             asset_key=self.asset_key,
             attempt=attempt,
+            attempt_base=self.attempt_base,
             not_before=not_before,
             source=self.source,
             history=history,
@@ -153,19 +155,18 @@ class DeliveryPipeline:
             duration_ms=round(result.duration_ms, 3),
         )
         history = (*delivery.history, record)
-        step = next_retry(
-            delivery.attempt, self._settings.retry_schedule, self._settings.retry_jitter, self._draw()
-        )
+        in_budget = delivery.attempt - delivery.attempt_base
+        step = next_retry(in_budget, self._settings.retry_schedule, self._settings.retry_jitter, self._draw())
         if failure.retryable and step is not None:
             task = delivery.task(
-                attempt=step.attempt, not_before=now + timedelta(seconds=step.delay), history=history
+                attempt=delivery.attempt + 1, not_before=now + timedelta(seconds=step.delay), history=history
             )
             await self._handoff.to_retry(self._settings.retry_topic_for(step.tier_delay), task, delivery.body)
             return
         if failure.retryable:
             kind, reason = (
                 DeadLetterKind.ATTEMPTS_EXHAUSTED,
-                f"{delivery.attempt} attempts failed, last: {failure}",
+                f"{in_budget} attempts failed, last: {failure}",
             )
         else:
             kind, reason = DeadLetterKind.UNDELIVERABLE, str(failure)

@@ -65,5 +65,6 @@ class Retrier:
             attempt=task.attempt,
             source=task.source,
             history=task.history,
+            attempt_base=task.attempt_base,
         )
         return self._pipeline.deliver(delivery)

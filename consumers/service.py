@@ -11,13 +11,19 @@ import logging
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
+from sqlalchemy import Engine
+
+from assethooks.clock import utc_now
 from assethooks.delivery import HttpSender
+from assethooks.durations import format_duration
+from assethooks.errors import StoreUnavailableError
 from assethooks.guard import parse_networks
 from assethooks.kafka import consumer_config, ensure_topics, producer_config
 from assethooks.settings import Settings
 from assethooks.store.db import make_engine
-from assethooks.store.delivery_log import DeliveryLogWriter
+from assethooks.store.delivery_log import DeliveryLogWriter, purge_attempts
 from assethooks.store.migrate import require_current
 from assethooks.store.webhooks import WebhookStore
 from consumers.dispatcher import Dispatcher
@@ -60,6 +66,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
     producer.start()
     log_writer = DeliveryLogWriter(engine)
     log_writer.start()
+    retention = asyncio.create_task(keep_log_retention(engine, settings.log_retention), name="log-retention")
     try:
         async with HttpSender(
             timeout=settings.delivery_timeout,
@@ -69,12 +76,26 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
             pipeline = DeliveryPipeline(settings, sender, log_writer, Handoff(producer, settings.dlq_topic))
             yield Services(settings, pipeline, subscriptions)
     finally:
+        retention.cancel()
+        await asyncio.gather(retention, return_exceptions=True)
         await log_writer.close()
         left = await producer.close()
         if left:
             log.error("%d records not acknowledged by Kafka at shutdown", left)
         await subscriptions.close()
         engine.dispose()
+
+
+async def keep_log_retention(engine: Engine, retention: float, *, every: float = 86400.0) -> None:
+    """Delete delivery-log entries older than ``retention`` now and then once a day."""
+    while True:
+        cutoff = utc_now() - timedelta(seconds=retention)
+        try:
+            removed = await asyncio.to_thread(purge_attempts, engine, cutoff)
+            log.info("delivery log: purged %d entries older than %s", removed, format_duration(retention))
+        except StoreUnavailableError as exc:
+            log.warning("delivery log not purged: %s", exc)
+        await asyncio.sleep(every)
 
 
 def runtimes(shared: Services, roles: Collection[str]) -> list[ConsumerRuntime]:

@@ -7,7 +7,7 @@ as JSON in one header (see ``schemas.tasks``).
 from __future__ import annotations
 
 from producers.aio import AsyncProducer
-from schemas.tasks import DEAD_LETTER_HEADER, TASK_HEADER, DeadLetter, DeliveryTask
+from schemas.tasks import DeadLetter, DeliveryTask, dead_letter_headers, key_bytes, task_headers
 
 
 class Handoff:
@@ -19,15 +19,8 @@ class Handoff:
 
     async def to_retry(self, topic: str, task: DeliveryTask, body: bytes) -> None:
         """Put ``task`` on the retry tier ``topic``."""
-        await self._producer.send(
-            topic,
-            body,
-            key=task.asset_key.encode() if task.asset_key else None,
-            headers=[(TASK_HEADER, task.model_dump_json().encode())],
-        )
+        await self._producer.send(topic, body, key=key_bytes(task.asset_key), headers=task_headers(task))
 
     async def to_dead_letters(self, letter: DeadLetter, body: bytes | None, key: bytes | None) -> None:
         """Put a record on the dead-letter topic with why it is there."""
-        await self._producer.send(
-            self._dlq_topic, body, key=key, headers=[(DEAD_LETTER_HEADER, letter.model_dump_json().encode())]
-        )
+        await self._producer.send(self._dlq_topic, body, key=key, headers=dead_letter_headers(letter))

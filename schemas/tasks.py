@@ -59,6 +59,7 @@ class DeliveryTask(BaseModel):
     event: str
     asset_key: str | None
     attempt: int  # the number of the attempt this task is waiting for, from 2 up
+    attempt_base: int = 0  # attempts made before the current budget (a replay grants a fresh one)
     not_before: datetime
     source: SourceRef
     history: tuple[AttemptRecord, ...] = ()
@@ -82,6 +83,21 @@ class DeadLetter(BaseModel):
     dead_at: datetime
     source: SourceRef
     task: DeliveryTask | None = None
+
+
+def task_headers(task: DeliveryTask) -> list[tuple[str, bytes]]:
+    """The headers of a retry record carrying ``task``."""
+    return [(TASK_HEADER, task.model_dump_json().encode())]
+
+
+def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
+    """The headers of a dead-letter record carrying ``letter``."""
+    return [(DEAD_LETTER_HEADER, letter.model_dump_json().encode())]
+
+
+def key_bytes(asset_key: str | None) -> bytes | None:
+    """The Kafka key for an asset id."""
+    return asset_key.encode() if asset_key else None
 
 
 RecordHeaders = list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None] | None

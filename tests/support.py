@@ -132,7 +132,9 @@ class Receiver:
         return self.requests(path)
 
     def stop(self) -> None:
-        """Stop the server and its thread."""
+        """Stop the server and its thread (again: nothing)."""
+        if self._loop.is_closed():
+            return
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)

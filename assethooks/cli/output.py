@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import click
+
+Progress = Callable[[int], None]
+PROGRESS_LINE_EVERY = 5.0  # seconds between two progress lines when output is not a terminal
 
 
 def echo_json(value: Any) -> None:
@@ -43,3 +49,43 @@ def echo_fields(record: dict[str, Any]) -> None:
     width = max(len(name) for name in record)
     for name, value in record.items():
         click.echo(f"{name.ljust(width)}  {_cell(value)}")
+
+
+@contextmanager
+def progress(label: str, total: int | None = None) -> Iterator[Progress]:
+    """Report progress of a long operation: a bar with counts and rate on a terminal, and a plain line
+    every few seconds otherwise. Yields a function to call with the number of items just done."""
+    started = time.monotonic()
+    done = 0
+    if sys.stdout.isatty() and total:
+        with click.progressbar(
+            length=total, label=label, show_pos=True, item_show_func=lambda rate: rate
+        ) as bar:
+
+            def advance_bar(count: int) -> None:
+                nonlocal done
+                done += count
+                bar.update(count, f"{done / max(time.monotonic() - started, 1e-6):.0f}/s")
+
+            yield advance_bar
+        return
+    last_line = started
+
+    def advance(count: int) -> None:
+        nonlocal done, last_line
+        done += count
+        now = time.monotonic()
+        if now - last_line >= PROGRESS_LINE_EVERY:
+            of_total = f" of {total}" if total else ""
+            click.echo(f"{label}: {done}{of_total} ({done / (now - started):.0f}/s)")
+            last_line = now
+
+    yield advance
+
+
+def short(text: str | None, width: int = 60) -> str | None:
+    """``text`` on one line, cut to ``width`` characters."""
+    if text is None:
+        return None
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"

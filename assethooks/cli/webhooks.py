@@ -3,14 +3,17 @@ disable). Secrets and custom header values are masked in every output."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
 from assethooks.cli.base import App, pass_app
-from assethooks.cli.output import echo_fields, echo_json, echo_table
-from assethooks.errors import InvalidWebhookError
+from assethooks.cli.output import echo_fields, echo_json, echo_table, short
+from assethooks.clock import utc_now
+from assethooks.errors import DeliveryFailedError, InvalidWebhookError
+from assethooks.operator.deliveries import send_test_delivery
 from schemas.webhooks import Webhook, validate_webhook
 
 
@@ -229,6 +232,27 @@ def enable(app: App, webhook_id: int) -> None:
 def disable(app: App, webhook_id: int) -> None:
     """Switch a webhook off; events are no longer sent to it."""
     _switch(app, webhook_id, False)
+
+
+@webhooks.command("test")
+@click.argument("webhook_id", type=int)
+@pass_app
+def test(app: App, webhook_id: int) -> None:
+    """Send a test payload (event webhook.test), signed like real deliveries, and show the answer.
+
+    Works for inactive webhooks too. Exits 0 on a 2xx answer, 5 otherwise.
+    """
+    webhook = app.webhooks.get(webhook_id)
+    sent = asyncio.run(send_test_delivery(app.settings, app.migrated_engine, webhook, utc_now()))
+    result = sent.result
+    status = "no answer" if result.status_code is None else f"HTTP {result.status_code}"
+    click.echo(
+        f"{status} from {webhook.url} in {result.duration_ms:.0f} ms (delivery {sent.entry.delivery_id})"
+    )
+    if result.response_body:
+        click.echo(short(result.response_body, 200))
+    if result.failure is not None:
+        raise DeliveryFailedError(f"test delivery to webhook {webhook.id} failed: {result.failure}")
 
 
 COMMANDS = [webhooks]

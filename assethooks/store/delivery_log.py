@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, Select, delete, func, insert, select
+from sqlalchemy.orm import Session, aliased
 
-from assethooks.errors import StoreUnavailableError
+from assethooks.errors import NotFoundError, StoreUnavailableError
 from assethooks.store.db import guarded
 from assethooks.store.models import DeliveryLogRow
 
@@ -49,21 +49,116 @@ def insert_entries(engine: Engine, entries: Sequence[LogEntry]) -> None:
         session.execute(insert(DeliveryLogRow), [asdict(entry) for entry in entries])
 
 
-def recent_entries(engine: Engine, *, webhook_id: int | None = None, limit: int = 100) -> list[LogEntry]:
-    """The newest logged attempts, newest first, optionally for one webhook."""
-    query = select(DeliveryLogRow).order_by(DeliveryLogRow.id.desc()).limit(limit)
-    if webhook_id is not None:
-        query = query.where(DeliveryLogRow.webhook_id == webhook_id)
+@dataclass(frozen=True)
+class LoggedAttempt(LogEntry):
+    """A logged attempt with its id in the log."""
 
-    def run() -> list[LogEntry]:
+    id: int
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """Which logged attempts to select; ``None`` means any."""
+
+    webhook_id: int | None = None
+    event: str | None = None
+    asset_id: str | None = None
+    success: bool | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int | None = 50
+    newest_of_delivery: bool = False  # only the newest attempt of each delivery
+
+
+def _select(query: LogQuery) -> Select[DeliveryLogRow]:
+    statement = select(DeliveryLogRow).order_by(DeliveryLogRow.created_at.desc(), DeliveryLogRow.id.desc())
+    conditions = {
+        DeliveryLogRow.webhook_id: query.webhook_id,
+        DeliveryLogRow.event: query.event,
+        DeliveryLogRow.asset_id: query.asset_id,
+        DeliveryLogRow.success: query.success,
+    }
+    for column, value in conditions.items():
+        if value is not None:
+            statement = statement.where(column == value)
+    if query.since is not None:
+        statement = statement.where(DeliveryLogRow.created_at >= query.since)
+    if query.until is not None:
+        statement = statement.where(DeliveryLogRow.created_at < query.until)
+    if query.newest_of_delivery:
+        later = aliased(DeliveryLogRow)
+        newest = select(func.max(later.id)).where(later.delivery_id == DeliveryLogRow.delivery_id)
+        statement = statement.where(DeliveryLogRow.id == newest.scalar_subquery())
+    if query.limit is not None:
+        statement = statement.limit(query.limit)
+    return statement
+
+
+def query_attempts(engine: Engine, query: LogQuery) -> list[LoggedAttempt]:
+    """The logged attempts matching ``query``, newest first."""
+
+    def run() -> list[LoggedAttempt]:
         with Session(engine) as session:
-            return [_entry(row) for row in session.scalars(query)]
+            return [_attempt(row) for row in session.scalars(_select(query))]
 
     return guarded(engine, run)
 
 
-def _entry(row: DeliveryLogRow) -> LogEntry:
-    return LogEntry(**{name: getattr(row, name) for name in LogEntry.__dataclass_fields__})
+def recent_entries(engine: Engine, *, webhook_id: int | None = None, limit: int = 100) -> list[LoggedAttempt]:
+    """The newest logged attempts, newest first, optionally for one webhook."""
+    return query_attempts(engine, LogQuery(webhook_id=webhook_id, limit=limit))
+
+
+def get_attempt(engine: Engine, log_id: int) -> LoggedAttempt:
+    """One logged attempt; ``NotFoundError`` when there is none with ``log_id``."""
+
+    def run() -> LoggedAttempt:
+        with Session(engine) as session:
+            row = session.get(DeliveryLogRow, log_id)
+            if row is None:
+                raise NotFoundError(f"no delivery log entry with id {log_id}")
+            return _attempt(row)
+
+    return guarded(engine, run)
+
+
+def newest_attempt(engine: Engine, delivery_id: str) -> LoggedAttempt:
+    """The newest logged attempt of a delivery."""
+
+    def run() -> LoggedAttempt:
+        with Session(engine) as session:
+            statement = (
+                select(DeliveryLogRow)
+                .where(DeliveryLogRow.delivery_id == delivery_id)
+                .order_by(DeliveryLogRow.id.desc())
+                .limit(1)
+            )
+            row = session.scalars(statement).first()
+            if row is None:
+                raise NotFoundError(f"no logged attempt of delivery {delivery_id}")
+            return _attempt(row)
+
+    return guarded(engine, run)
+
+
+def purge_attempts(engine: Engine, before: datetime, *, batch: int = 5000) -> int:
+    """Delete the attempts logged before ``before``, ``batch`` rows per transaction; return how many."""
+    removed = 0
+    while True:
+
+        def one_batch() -> int:
+            ids = select(DeliveryLogRow.id).where(DeliveryLogRow.created_at < before).limit(batch)
+            with engine.begin() as connection:
+                return connection.execute(delete(DeliveryLogRow).where(DeliveryLogRow.id.in_(ids))).rowcount
+
+        count = guarded(engine, one_batch)
+        removed += count
+        if count < batch:
+            return removed
+
+
+def _attempt(row: DeliveryLogRow) -> LoggedAttempt:
+    return LoggedAttempt(**{name: getattr(row, name) for name in LoggedAttempt.__dataclass_fields__})
 
 
 class DeliveryLogWriter:

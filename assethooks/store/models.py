@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Float, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -82,3 +93,33 @@ class DeliveryLogRow(Base):
     source_partition: Mapped[int | None]
     source_offset: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
+
+
+class DeadLetterRow(Base):
+    """A record of the dead-letter topic, indexed so that operators can list, replay or purge it.
+
+    The topic holds the record itself; this row holds where it is, what it is about, and its state:
+    ``pending`` until it is replayed or purged.
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        UniqueConstraint("topic", "partition", "offset", name="uq_dead_letters_position"),
+        Index("ix_dead_letters_status_dead_at", "status", "dead_at"),
+        Index("ix_dead_letters_webhook", "webhook_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    partition: Mapped[int]
+    offset: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text)
+    webhook_id: Mapped[int | None]
+    event: Mapped[str | None] = mapped_column(String(100))
+    asset_id: Mapped[str | None] = mapped_column(String(100))
+    delivery_id: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int]
+    dead_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20))
+    resolved_at: Mapped[datetime | None]

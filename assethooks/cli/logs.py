@@ -1,0 +1,191 @@
+"""``assethooks logs``: the delivery log (seed §6) — list with filters, show, retry failed deliveries,
+purge old entries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import click
+
+from assethooks.cli.base import App, pass_app
+from assethooks.cli.output import echo_fields, echo_json, echo_table, progress, short
+from assethooks.clock import utc_now
+from assethooks.durations import format_duration, parse_duration, parse_moment
+from assethooks.errors import InvalidInputError
+from assethooks.operator.deliveries import resend_failed
+from assethooks.store.delivery_log import LoggedAttempt, LogQuery, get_attempt, purge_attempts, query_attempts
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def filter_options(function: F) -> F:
+    """The filters shared by ``logs`` and ``logs retry``."""
+    options = [
+        click.option("--webhook", "webhook_id", type=int, help="Only this webhook."),
+        click.option("--event", help="Only this event, e.g. asset.created."),
+        click.option("--asset", help="Only this asset id."),
+        click.option(
+            "--status", type=click.Choice(["ok", "failed"]), help="Only successful or failed attempts."
+        ),
+        click.option("--since", help="From this time: ISO 8601 or a duration ago (2h, 7d)."),
+        click.option("--until", help="Before this time: ISO 8601 or a duration ago."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def build_query(
+    webhook_id: int | None,
+    event: str | None,
+    asset: str | None,
+    status: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int | None,
+    *,
+    newest_of_delivery: bool = False,
+) -> LogQuery:
+    """A log query from the command-line filters."""
+    now = utc_now()
+    return LogQuery(
+        webhook_id=webhook_id,
+        event=event,
+        asset_id=asset,
+        success=None if status is None else status == "ok",
+        since=None if since is None else parse_moment(since, now),
+        until=None if until is None else parse_moment(until, now),
+        limit=limit,
+        newest_of_delivery=newest_of_delivery,
+    )
+
+
+def _row(attempt: LoggedAttempt) -> dict[str, Any]:
+    return {
+        "id": attempt.id,
+        "time": attempt.created_at.isoformat(timespec="seconds"),
+        "webhook": attempt.webhook_id,
+        "event": attempt.event,
+        "asset": attempt.asset_id,
+        "attempt": attempt.attempt,
+        "code": attempt.status_code,
+        "result": "ok" if attempt.success else "failed",
+        "ms": f"{attempt.duration_ms:.0f}",
+        "error": short(attempt.error, 50),
+    }
+
+
+def _plain(attempt: LoggedAttempt) -> dict[str, Any]:
+    return {name: getattr(attempt, name) for name in LoggedAttempt.__dataclass_fields__} | {
+        "created_at": attempt.created_at.isoformat()
+    }
+
+
+@click.group("logs", invoke_without_command=True)
+@filter_options
+@click.option("--limit", default=50, show_default=True, help="At most this many attempts, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def logs(
+    ctx: click.Context,
+    webhook_id: int | None,
+    event: str | None,
+    asset: str | None,
+    status: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List delivery attempts, newest first (subcommands: show, retry, purge)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app = ctx.ensure_object(App)
+    found = query_attempts(
+        app.migrated_engine, build_query(webhook_id, event, asset, status, since, until, limit)
+    )
+    if as_json:
+        echo_json([_plain(attempt) for attempt in found])
+        return
+    echo_table(
+        [_row(attempt) for attempt in found],
+        ["id", "time", "webhook", "event", "asset", "attempt", "code", "result", "ms", "error"],
+    )
+    click.echo(f"{len(found)} attempts")
+
+
+@logs.command("show")
+@click.argument("log_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def show(app: App, log_id: int, as_json: bool) -> None:
+    """Show one attempt in full, with the start of the answer."""
+    attempt = get_attempt(app.migrated_engine, log_id)
+    if as_json:
+        echo_json(_plain(attempt))
+        return
+    fields = _plain(attempt)
+    answer = fields.pop("response_body")
+    echo_fields(fields)
+    click.echo("response:")
+    click.echo(answer if answer else "(empty)")
+
+
+@logs.command("retry")
+@click.argument("log_ids", type=int, nargs=-1)
+@filter_options
+@click.option("--limit", type=int, default=None, help="At most this many deliveries.")
+@pass_app
+def retry(
+    app: App,
+    log_ids: tuple[int, ...],
+    webhook_id: int | None,
+    event: str | None,
+    asset: str | None,
+    status: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int | None,
+) -> None:
+    """Re-send failed deliveries through the pipeline: same delivery id, next attempt number.
+
+    Give log entry ids, or filters (e.g. --webhook 3 --status failed --since 1d).
+    """
+    engine = app.migrated_engine
+    filters = (webhook_id, event, asset, status, since, until)
+    if log_ids and any(value is not None for value in filters):
+        raise InvalidInputError("give log entry ids or filters, not both")
+    if log_ids:
+        attempts = [get_attempt(engine, log_id) for log_id in log_ids]
+    elif any(value is not None for value in filters):
+        if status == "ok":
+            raise InvalidInputError("only failed deliveries can be retried")
+        query = build_query(webhook_id, event, asset, "failed", since, until, limit, newest_of_delivery=True)
+        attempts = query_attempts(engine, query)
+    else:
+        raise InvalidInputError(
+            "choose what to retry: log entry ids, or filters such as --webhook and --since"
+        )
+    with progress("retry", len(attempts)) as advance:
+        report = resend_failed(app.settings, engine, attempts, utc_now(), advance)
+    for log_id, reason in report.skipped:
+        click.echo(f"log entry {log_id} skipped: {reason}", err=True)
+    click.echo(f"queued {len(report.queued)} deliveries for another attempt, skipped {len(report.skipped)}")
+
+
+@logs.command("purge")
+@click.option("--older-than", help="Delete entries older than this (default: ASSETHOOKS_LOG_RETENTION, 30d).")
+@pass_app
+def purge(app: App, older_than: str | None) -> None:
+    """Delete old delivery-log entries, in batches."""
+    age = parse_duration(older_than) if older_than else app.settings.log_retention
+    cutoff = utc_now() - timedelta(seconds=age)
+    removed = purge_attempts(app.migrated_engine, cutoff)
+    click.echo(
+        f"purged {removed} entries older than {format_duration(age)} ({cutoff.isoformat(timespec='seconds')})"
+    )
+
+
+COMMANDS = [logs]

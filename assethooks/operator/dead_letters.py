@@ -1,0 +1,185 @@
+"""Draining the dead-letter topic: index it, list and show entries, replay or purge them.
+
+Every command first indexes the records added to the topic since the last time (``sync``). A replay
+sends each entry back through the pipeline — a delivery to the shortest retry tier, due now, with a fresh
+attempt budget; an invalid input record to the source topic — and marks it replayed only once Kafka has
+acknowledged it. A crash in the middle leaves the rest pending; running the replay again finishes it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Message
+from pydantic import ValidationError
+from sqlalchemy import Engine
+
+from assethooks.operator.records import RecordWriter, partitions_of, read_at, scan, watermarks
+from assethooks.settings import Settings
+from assethooks.store import dead_letters as index
+from assethooks.store.dead_letters import DeadLetterEntry, DeadLetterStatus
+from consumers.runtime import coordinates
+from schemas.tasks import DEAD_LETTER_HEADER, DeadLetter, header_value, task_headers
+
+Progress = Callable[[int], None]
+BATCH = 500
+MAX_TEXT = 100
+
+
+def _no_progress(_count: int) -> None:
+    pass
+
+
+def read_letter(record: Message) -> DeadLetter | None:
+    """The dead-letter metadata of a record, or ``None`` when its header is missing or invalid."""
+    raw = header_value(record.headers(), DEAD_LETTER_HEADER)
+    try:
+        return DeadLetter.model_validate_json(raw or b"")
+    except ValidationError:
+        return None
+
+
+def _event_name(body: bytes | None) -> str | None:
+    try:
+        name = json.loads(body or b"").get("event")
+    except (ValueError, AttributeError):
+        return None
+    return name[:MAX_TEXT] if isinstance(name, str) else None
+
+
+def _row(record: Message) -> dict[str, Any]:
+    topic, partition, offset = coordinates(record)
+    letter = read_letter(record)
+    key = record.key()
+    row: dict[str, Any] = {"topic": topic, "partition": partition, "offset": offset}
+    if letter is None:
+        millis = record.timestamp()[1]
+        return row | {
+            "kind": "unknown",
+            "reason": f"record without a valid {DEAD_LETTER_HEADER} header",
+            "webhook_id": None,
+            "event": _event_name(record.value()),
+            "asset_id": key.decode(errors="replace")[:MAX_TEXT] if isinstance(key, bytes) else None,
+            "delivery_id": None,
+            "attempts": 0,
+            "dead_at": datetime.fromtimestamp(millis / 1000, UTC),
+        }
+    task = letter.task
+    return row | {
+        "kind": letter.kind.value,
+        "reason": letter.reason,
+        "webhook_id": task.webhook_id if task else None,
+        "event": task.event if task else _event_name(record.value()),
+        "asset_id": (
+            task.asset_key if task else key.decode(errors="replace") if isinstance(key, bytes) else None
+        ),
+        "delivery_id": task.delivery_id if task else None,
+        "attempts": len(task.history) if task else 0,
+        "dead_at": letter.dead_at,
+    }
+
+
+def sync(settings: Settings, engine: Engine) -> int:
+    """Index the dead-letter records not indexed yet; return how many were added."""
+    topic = settings.dlq_topic
+    partitions = partitions_of(settings, topic)
+    if not partitions:
+        return 0
+    known = index.indexed_up_to(engine, topic)
+    start = {
+        partition: known[partition] + 1 if partition in known else OFFSET_BEGINNING
+        for partition in partitions
+    }
+    end = {partition: high for partition, (_low, high) in watermarks(settings, topic, partitions).items()}
+    added = 0
+    batch: list[dict[str, Any]] = []
+    for record in scan(settings, topic, start, end):
+        batch.append(_row(record))
+        if len(batch) >= BATCH:
+            index.index(engine, batch)
+            added, batch = added + len(batch), []
+    index.index(engine, batch)
+    return added + len(batch)
+
+
+@dataclass(frozen=True)
+class ShownEntry:
+    """A dead letter with its record: the payload and, for deliveries, every attempt."""
+
+    entry: DeadLetterEntry
+    letter: DeadLetter | None
+    body: bytes | None
+    in_topic: bool
+
+
+def show(settings: Settings, engine: Engine, entry_id: int) -> ShownEntry:
+    """One dead letter, read back from the topic."""
+    entry = index.get(engine, entry_id)
+    records = read_at(settings, entry.topic, [(entry.partition, entry.offset)])
+    record = records.get((entry.partition, entry.offset))
+    if record is None:
+        return ShownEntry(entry, None, None, in_topic=False)
+    return ShownEntry(entry, read_letter(record), record.value(), in_topic=True)
+
+
+@dataclass
+class DrainReport:
+    """What a replay or purge did."""
+
+    done: list[int] = field(default_factory=list)  # entry ids
+    missing: list[int] = field(default_factory=list)  # entries whose record is gone from the topic
+
+
+def replay(
+    settings: Settings,
+    engine: Engine,
+    entries: Sequence[DeadLetterEntry],
+    now: datetime,
+    progress: Progress = _no_progress,
+) -> DrainReport:
+    """Send ``entries`` back through the pipeline and mark them replayed, batch by batch."""
+    report = DrainReport()
+    pending = [entry for entry in entries if entry.status == DeadLetterStatus.PENDING]
+    for start in range(0, len(pending), BATCH):
+        batch = pending[start : start + BATCH]
+        records = read_at(settings, settings.dlq_topic, [(entry.partition, entry.offset) for entry in batch])
+        sent = []
+        with RecordWriter(settings) as writer:
+            for entry in batch:
+                record = records.get((entry.partition, entry.offset))
+                if record is None:
+                    report.missing.append(entry.id)
+                    continue
+                _send_back(settings, writer, record, now)
+                sent.append(entry.id)
+        index.resolve(engine, sent, DeadLetterStatus.REPLAYED, now)  # only after Kafka acknowledged them
+        report.done.extend(sent)
+        progress(len(batch))
+    return report
+
+
+def _send_back(settings: Settings, writer: RecordWriter, record: Message, now: datetime) -> None:
+    letter = read_letter(record)
+    if letter is None or letter.task is None:
+        writer.send(settings.source_topic, record.value(), key=_key(record))
+        return
+    task = letter.task
+    made = max((item.attempt for item in task.history), default=task.attempt_base)
+    again = task.model_copy(update={"attempt": made + 1, "attempt_base": made, "not_before": now})
+    writer.send(settings.retry_topics[0], record.value(), key=_key(record), headers=task_headers(again))
+
+
+def _key(record: Message) -> bytes | None:
+    key = record.key()
+    return key if isinstance(key, bytes) else None
+
+
+def purge(engine: Engine, entries: Sequence[DeadLetterEntry], now: datetime) -> DrainReport:
+    """Mark ``entries`` resolved without sending them."""
+    pending = [entry.id for entry in entries if entry.status == DeadLetterStatus.PENDING]
+    index.resolve(engine, pending, DeadLetterStatus.PURGED, now)
+    return DrainReport(done=pending)

@@ -1,0 +1,157 @@
+"""The test webhook (seed §7) and re-sending failed deliveries from the delivery log (seed §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from confluent_kafka import Message
+from sqlalchemy import Engine
+
+from assethooks.delivery import AttemptResult, HttpSender, build_request
+from assethooks.guard import parse_networks
+from assethooks.operator.records import RecordWriter, read_at
+from assethooks.settings import Settings
+from assethooks.store.delivery_log import LogEntry, LoggedAttempt, insert_entries, newest_attempt
+from assethooks.store.webhooks import WebhookStore
+from consumers.runtime import coordinates
+from schemas.events import TEST_EVENT, sample_test_event
+from schemas.tasks import DeliveryTask, SourceRef, key_bytes, task_headers
+from schemas.webhooks import Webhook
+
+Progress = Callable[[int], None]
+
+
+def _no_progress(_count: int) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class TestDelivery:
+    """What a test delivery got, and how it was logged."""
+
+    __test__ = False  # not a pytest class
+
+    result: AttemptResult
+    entry: LogEntry
+
+
+async def send_test_delivery(
+    settings: Settings, engine: Engine, webhook: Webhook, now: datetime
+) -> TestDelivery:
+    """Send the test payload to ``webhook`` (active or not) through the delivery code, and log it."""
+    body = json.dumps(sample_test_event(now), separators=(",", ":")).encode()
+    delivery_id = str(uuid.uuid4())
+    request = build_request(
+        webhook, body, event=TEST_EVENT, delivery_id=delivery_id, attempt=1, now=now.timestamp()
+    )
+    async with HttpSender(
+        timeout=settings.delivery_timeout, allowed=parse_networks(settings.allowed_cidrs)
+    ) as sender:
+        result = await sender.send(request)
+    entry = LogEntry(
+        webhook_id=webhook.id,
+        event=TEST_EVENT,
+        asset_id=None,
+        delivery_id=delivery_id,
+        attempt=1,
+        success=result.ok,
+        status_code=result.status_code,
+        duration_ms=round(result.duration_ms, 3),
+        error=None if result.failure is None else str(result.failure),
+        response_body=result.response_body,
+        source_topic=None,
+        source_partition=None,
+        source_offset=None,
+        created_at=now,
+    )
+    await asyncio.to_thread(insert_entries, engine, [entry])
+    return TestDelivery(result, entry)
+
+
+@dataclass
+class ResendReport:
+    """What a re-send did: deliveries queued again, and those skipped with why."""
+
+    queued: list[str] = field(default_factory=list)  # delivery ids
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (log id, reason)
+
+
+def resend_failed(
+    settings: Settings,
+    engine: Engine,
+    attempts: Sequence[LoggedAttempt],
+    now: datetime,
+    progress: Progress = _no_progress,
+) -> ResendReport:
+    """Queue the failed deliveries of ``attempts`` for their next attempt, due now, with a fresh budget.
+
+    A delivery is re-sent once however many of its attempts are given, and only when its newest attempt
+    failed; its event is read back from the source topic.
+    """
+    report = ResendReport()
+    chosen: dict[str, LoggedAttempt] = {}
+    for attempt in attempts:
+        reason = _not_resendable(engine, attempt)
+        if reason is not None:
+            report.skipped.append((attempt.id, reason))
+        elif attempt.delivery_id not in chosen:
+            chosen[attempt.delivery_id] = newest_attempt(engine, attempt.delivery_id)
+    records: dict[str, Message] = {}
+    for topic in {attempt.source_topic for attempt in chosen.values() if attempt.source_topic}:
+        in_topic = {
+            delivery_id: (attempt.source_partition or 0, attempt.source_offset or 0)
+            for delivery_id, attempt in chosen.items()
+            if attempt.source_topic == topic
+        }
+        found = read_at(settings, topic, in_topic.values())
+        records.update(
+            {delivery_id: found[where] for delivery_id, where in in_topic.items() if where in found}
+        )
+    existing = {webhook.id for webhook in WebhookStore(engine).list()}
+    with RecordWriter(settings) as writer:
+        for delivery_id, attempt in chosen.items():
+            record = records.get(delivery_id)
+            if record is None:
+                report.skipped.append((attempt.id, f"its event is no longer in {attempt.source_topic}"))
+            elif attempt.webhook_id not in existing:
+                report.skipped.append((attempt.id, f"webhook {attempt.webhook_id} was deleted"))
+            else:
+                _queue(settings, writer, attempt, record, now)
+                report.queued.append(delivery_id)
+            progress(1)
+    return report
+
+
+def _queue(
+    settings: Settings, writer: RecordWriter, attempt: LoggedAttempt, record: Message, now: datetime
+) -> None:
+    topic, partition, offset = coordinates(record)
+    task = DeliveryTask(
+        delivery_id=attempt.delivery_id,
+        webhook_id=attempt.webhook_id,
+        event=attempt.event,
+        asset_key=attempt.asset_id,
+        attempt=attempt.attempt + 1,
+        attempt_base=attempt.attempt,
+        not_before=now,
+        source=SourceRef(topic=topic, partition=partition, offset=offset),
+    )
+    writer.send(
+        settings.retry_topics[0], record.value(), key=key_bytes(attempt.asset_id), headers=task_headers(task)
+    )
+
+
+def _not_resendable(engine: Engine, attempt: LoggedAttempt) -> str | None:
+    if attempt.source_topic is None:
+        return "a test delivery; send a new one with `assethooks webhooks test`"
+    if attempt.success:
+        return "this attempt succeeded"
+    newest = newest_attempt(engine, attempt.delivery_id)
+    if newest.success:
+        return f"delivery {attempt.delivery_id} succeeded at attempt {newest.attempt}"
+    return None
