@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
-from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from assethooks import __version__
 from assethooks.errors import (
@@ -113,7 +113,8 @@ class HttpSender:
         status: int | None = None
         answer: str | None = None
         try:
-            check_host(urlsplit(request.url).hostname or "", self._allowed)
+            # The host as aiohttp will use it: IDNA-normalised, so fullwidth digits become an IP literal.
+            check_host(URL(request.url).raw_host or "", self._allowed)
             async with self._session.post(
                 request.url, data=request.body, headers=request.headers, allow_redirects=False
             ) as response:

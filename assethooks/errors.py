@@ -9,6 +9,7 @@
     │   └── InvalidWebhookError          a webhook definition is rejected (nothing is saved)
     ├── NotFoundError                    a webhook, log entry or DLQ entry does not exist
     ├── KafkaUnavailableError            the broker cannot be reached or refused an operation
+    ├── RecordTooLargeError              a record is over the size Kafka accepts
     ├── StoreUnavailableError            the SQL store cannot be reached
     └── DeliveryFailedError              one delivery attempt did not get a 2xx
         ├── RetryableDeliveryError       worth another attempt: the schedule decides when
@@ -51,6 +52,10 @@ class NotFoundError(AssetHooksError):
 
 class KafkaUnavailableError(AssetHooksError):
     """The Kafka broker cannot be reached, or refused an operation."""
+
+
+class RecordTooLargeError(AssetHooksError):
+    """A record is larger than the producer or the broker accepts."""
 
 
 class StoreUnavailableError(AssetHooksError):

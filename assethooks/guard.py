@@ -26,11 +26,28 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: mapped, compatible, NAT64, 6to4 and Teredo forms."""
+    found = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    if address in _NAT64 or address in _IPV4_COMPATIBLE:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return [embedded for embedded in found if embedded is not None]
+
+
 def address_allowed(address: IPAddress, allowed: Iterable[IPNetwork] = ()) -> bool:
     """True when deliveries may connect to ``address``."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if any(address.version == network.version and address in network for network in allowed):
+    ranges = tuple(allowed)
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif embedded and not all(address_allowed(inner, ranges) for inner in embedded):
+            return False
+    if any(address.version == network.version and address in network for network in ranges):
         return True
     return address.is_global and not address.is_multicast
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from assethooks.clock import Clock, utc_now
 from assethooks.delivery import AttemptResult, HttpSender, build_request
-from assethooks.errors import DeliveryFailedError
+from assethooks.errors import DeliveryFailedError, PermanentDeliveryError, RecordTooLargeError
 from assethooks.retry import next_retry
 from assethooks.settings import Settings
 from assethooks.store.delivery_log import DeliveryLogWriter, LogEntry
@@ -161,8 +161,13 @@ class DeliveryPipeline:
             task = delivery.task(
                 attempt=delivery.attempt + 1, not_before=now + timedelta(seconds=step.delay), history=history
             )
-            await self._handoff.to_retry(self._settings.retry_topic_for(step.tier_delay), task, delivery.body)
-            return
+            try:
+                await self._handoff.to_retry(
+                    self._settings.retry_topic_for(step.tier_delay), task, delivery.body
+                )
+                return
+            except RecordTooLargeError as exc:
+                failure = PermanentDeliveryError(f"cannot wait for a retry: {exc}")
         if failure.retryable:
             kind, reason = (
                 DeadLetterKind.ATTEMPTS_EXHAUSTED,
@@ -186,6 +191,7 @@ class DeliveryPipeline:
         """Put a record on the dead-letter topic with why, and the delivery's history when there is one."""
         letter = DeadLetter(kind=kind, reason=reason, dead_at=self._clock(), source=source, task=task)
         chosen_key = key if key is not None else (task.asset_key if task else None)
+        encoded_key = chosen_key.encode() if chosen_key else None
         if task is None:
             log.warning("dead-lettered %s/%d@%d: %s", source.topic, source.partition, source.offset, reason)
         else:
@@ -196,4 +202,11 @@ class DeliveryPipeline:
                 task.delivery_id,
                 reason,
             )
-        await self._handoff.to_dead_letters(letter, body, chosen_key.encode() if chosen_key else None)
+        try:
+            await self._handoff.to_dead_letters(letter, body, encoded_key)
+        except RecordTooLargeError:  # keep the reason and the position; the event stays in its topic
+            where = f"{source.topic}[{source.partition}]@{source.offset}"
+            shorter = letter.model_copy(
+                update={"reason": f"{reason} (payload too large to copy here; see {where})"}
+            )
+            await self._handoff.to_dead_letters(shorter, None, encoded_key)

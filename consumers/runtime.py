@@ -8,8 +8,10 @@ there); the asyncio loop runs the handler's work. The contract:
 - a record's offset is stored only when its work and the work of every earlier record of its partition
   finished (``enable.auto.offset.store=false``; librdkafka commits stored offsets every second);
 - ``Defer`` pauses the partition and seeks back to the record, so it is read again when due: the head of
-  a retry tier waits without sleeping in the poll loop;
-- at most ``max_in_flight`` records are in progress; beyond that the consumer stops fetching;
+  a retry tier waits without sleeping in the poll loop. The wake-up timer starts only once the seek is
+  done, so no record fetched before the seek can be taken in after it;
+- at most ``max_in_flight`` records are in progress; when that many are, every partition is paused and
+  the consumer keeps polling (staying in its group) until half of them finished;
 - on revocation the revoked partitions' work is awaited (bounded) and their offsets committed; on
   shutdown every in-flight record is finished or left uncommitted, then the consumer closes;
 - an exception from the handler is fatal: that record's offset is never stored, the runtime stops, and
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
 MAX_BATCH = 500
+POLL_TIMEOUT = 0.05  # also how long a queued command (store, pause, seek) may wait
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,17 @@ class _Partition:
     tp: TP
     tracker: OffsetTracker = field(default_factory=OffsetTracker)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    last_taken: int = -1  # the newest offset taken in; anything at or below it is a stale re-read
     deferred: bool = False
     current: bool = True
+
+    @property
+    def where(self) -> TopicPartition:
+        """This partition, for consumer calls."""
+        return TopicPartition(*self.tp)
+
+
+Command = Callable[[Consumer], None]
 
 
 class ConsumerRuntime:
@@ -85,9 +97,12 @@ class ConsumerRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room = threading.Condition()
         self._in_flight = 0
+        self._lock = threading.Lock()
         self._stores: dict[TP, int] = {}
-        self._stores_lock = threading.Lock()
-        self._commands: list[Callable[[Consumer], None]] = []
+        self._commands: list[tuple[_Partition | None, Command]] = []
+        # Consumer-thread state: partitions paused by a Defer, and whether all are paused for room.
+        self._deferred: set[TP] = set()
+        self._throttled = False
         self._stopping = threading.Event()
         self._drained = threading.Event()
         self._stop = asyncio.Event()
@@ -122,41 +137,59 @@ class ConsumerRuntime:
     # -- the consumer thread ------------------------------------------------------------------------
 
     def _pump(self) -> None:
-        consumer = Consumer(self._config)
+        consumer: Consumer | None = None
         try:
+            consumer = Consumer(self._config)
             consumer.subscribe(
                 self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
             while not self._stopping.is_set():
                 self._run_commands(consumer)
-                room = self._wait_for_room()
-                if room:
-                    self._fetch(consumer, room)
-            while not self._drained.wait(0.1):
+                self._throttle(consumer)
+                if self._throttled:
+                    with self._room:
+                        self._room.wait_for(self._has_room, POLL_TIMEOUT)
+                    self._hand_over(consumer.poll(0))  # serves callbacks; partitions are paused
+                else:
+                    self._fetch(consumer)
+            while not self._drained.wait(POLL_TIMEOUT):
                 self._run_commands(consumer)
             self._run_commands(consumer)
         except BaseException as exc:  # report to the loop; the thread must not die silently
             self._call_loop(self._fail, exc)
             self._drained.wait()
         finally:
-            try:
-                consumer.close()  # revokes (committing stored offsets) and leaves the group
-            except (KafkaException, RuntimeError) as exc:
-                log.warning("consumer did not close cleanly: %s", exc)
+            if consumer is not None:
+                try:
+                    consumer.close()  # revokes (committing stored offsets) and leaves the group
+                except (KafkaException, RuntimeError) as exc:
+                    log.warning("consumer did not close cleanly: %s", exc)
 
-    def _wait_for_room(self) -> int:
-        with self._room:
-            self._room.wait_for(lambda: self._in_flight < self._max_in_flight or self._stopping.is_set(), 0.5)
-            return 0 if self._stopping.is_set() else max(0, self._max_in_flight - self._in_flight)
+    def _has_room(self) -> bool:
+        return self._in_flight <= self._max_in_flight // 2 or self._stopping.is_set()
 
-    def _fetch(self, consumer: Consumer, room: int) -> None:
-        first = consumer.poll(0.1)  # returns as soon as one record is there
+    def _throttle(self, consumer: Consumer) -> None:
+        """Pause everything when full; resume (all but the deferred) once half the work is done."""
+        if not self._throttled and self._in_flight >= self._max_in_flight:
+            consumer.pause(consumer.assignment())
+            self._throttled = True
+        elif self._throttled and self._has_room():
+            ready = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in self._deferred]
+            consumer.resume(ready)
+            self._throttled = False
+
+    def _fetch(self, consumer: Consumer) -> None:
+        first = consumer.poll(POLL_TIMEOUT)  # returns as soon as one record is there
         if first is None:
             return
+        room = max(1, self._max_in_flight - self._in_flight)
         batch = [first]
         if room > 1:
             batch += consumer.consume(min(room, MAX_BATCH) - 1, 0)  # whatever else is already fetched
-        records = [record for record in batch if not self._is_error(record)]
+        self._hand_over(*batch)
+
+    def _hand_over(self, *batch: Message | None) -> None:
+        records = [record for record in batch if record is not None and not self._is_error(record)]
         if records:
             with self._room:
                 self._in_flight += len(records)
@@ -174,11 +207,16 @@ class ConsumerRuntime:
         return True
 
     def _run_commands(self, consumer: Consumer) -> None:
-        with self._stores_lock:
+        with self._lock:
             commands, self._commands = self._commands, []
             stores, self._stores = self._stores, {}
-        for command in commands:
-            command(consumer)
+        for part, command in commands:
+            if part is not None and not part.current:
+                continue  # its partition was revoked or lost meanwhile
+            try:
+                command(consumer)
+            except KafkaException as exc:
+                log.warning("consumer command failed: %s", exc)
         if stores:
             self._store(consumer, stores)
 
@@ -190,19 +228,24 @@ class ConsumerRuntime:
         except KafkaException as exc:  # e.g. a partition lost meanwhile: its records will be re-read
             log.warning("offsets not stored: %s", exc)
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self._wait_loop(self._assign(tps))
         log.info("assigned %s", _names(tps))
 
-        def resume(consumer: Consumer) -> None:  # a partition may come back still paused by a Defer
-            consumer.resume([TopicPartition(topic, partition) for topic, partition in tps])
+        def settle(consumer: Consumer) -> None:  # runs once the assignment is in place
+            where = [TopicPartition(topic, partition) for topic, partition in tps]
+            if self._throttled:
+                consumer.pause(where)
+            else:
+                consumer.resume(where)  # a partition may come back still paused from before
 
-        with self._stores_lock:
-            self._commands.append(resume)
+        with self._lock:
+            self._commands.append((None, settle))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
+        self._deferred.difference_update(tps)
         final = self._wait_loop(self._revoke(tps, finish=True))
         self._run_commands(consumer)
         if final:
@@ -216,6 +259,7 @@ class ConsumerRuntime:
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
+        self._deferred.difference_update(tps)
         self._wait_loop(self._revoke(tps, finish=False))
         log.warning("lost %s: their unfinished records will be read again", _names(tps))
 
@@ -230,7 +274,7 @@ class ConsumerRuntime:
     # -- the event loop -----------------------------------------------------------------------------
 
     async def _assign(self, tps: list[TP]) -> None:
-        with self._stores_lock:
+        with self._lock:
             for tp in tps:
                 self._stores.pop(tp, None)
         for tp in tps:
@@ -240,7 +284,7 @@ class ConsumerRuntime:
         parts = [part for part in (self._parts.pop(tp, None) for tp in tps) if part is not None]
         for part in parts:
             part.current = False
-        with self._stores_lock:
+        with self._lock:
             for tp in tps:
                 self._stores.pop(tp, None)
         if not finish:
@@ -266,12 +310,16 @@ class ConsumerRuntime:
         for record in records:
             topic, partition, offset = coordinates(record)
             part = self._parts.get((topic, partition))
-            if part is None or part.deferred or self._stopping.is_set():
-                self._release()  # not ours any more, or to be read again after a Defer
+            stale = part is None or part.deferred or offset <= part.last_taken
+            if stale or self._stopping.is_set() or self._stop.is_set():
+                self._release()  # not ours any more, to be read again after a Defer, or a stale re-read
                 continue
+            assert part is not None
             try:
                 work = self._handler.schedule(record)
             except Exception as exc:
+                part.tracker.add(offset)  # taken in and never done: no later offset can be committed
+                part.last_taken = offset
                 self._release()
                 self._fail(exc)
                 continue
@@ -280,6 +328,7 @@ class ConsumerRuntime:
                 self._defer(part, offset, work.until)
                 continue
             part.tracker.add(offset)
+            part.last_taken = offset
             task = self._loop.create_task(self._complete(part, offset, work))
             part.tasks.add(task)
             task.add_done_callback(part.tasks.discard)
@@ -297,30 +346,37 @@ class ConsumerRuntime:
 
     def _queue_store(self, part: _Partition) -> None:
         if part.current and part.tracker.committable is not None:
-            with self._stores_lock:
+            with self._lock:
                 self._stores[part.tp] = part.tracker.committable
 
     def _defer(self, part: _Partition, offset: int, until: float) -> None:
-        assert self._loop is not None
+        """Pause the partition at ``offset`` until ``until``; the timer starts once the seek is done."""
         part.deferred = True
-        where = TopicPartition(part.tp[0], part.tp[1], offset)
 
         def hold(consumer: Consumer) -> None:
-            consumer.pause([where])
-            consumer.seek(where)
+            consumer.pause([part.where])
+            consumer.seek(TopicPartition(part.tp[0], part.tp[1], offset))
+            self._deferred.add(part.tp)
+            self._call_loop(start_timer)
 
-        def release(consumer: Consumer) -> None:
-            consumer.resume([TopicPartition(part.tp[0], part.tp[1])])
+        def start_timer() -> None:
+            assert self._loop is not None
+            self._loop.call_later(max(0.0, until - self._clock()), wake)
 
         def wake() -> None:
-            if part.current:
-                part.deferred = False
-                with self._stores_lock:
-                    self._commands.append(release)
+            if not part.current:
+                return
+            part.deferred = False
+            with self._lock:
+                self._commands.append((part, release))
 
-        with self._stores_lock:
-            self._commands.append(hold)
-        self._loop.call_later(max(0.0, until - self._clock()), wake)
+        def release(consumer: Consumer) -> None:
+            self._deferred.discard(part.tp)
+            if not self._throttled:
+                consumer.resume([part.where])
+
+        with self._lock:
+            self._commands.append((part, hold))
 
     def _release(self) -> None:
         with self._room:

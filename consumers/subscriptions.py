@@ -49,6 +49,8 @@ class SubscriptionCache:
                 await self.refresh()
             except StoreUnavailableError as exc:
                 log.warning("webhooks not refreshed, using the last known ones: %s", exc)
+            except Exception:  # keep refreshing: a passing problem must not freeze the subscriptions
+                log.exception("webhooks not refreshed, using the last known ones")
 
     def matching(self, event: str) -> tuple[Webhook, ...]:
         """The webhooks that receive ``event`` now."""

@@ -7,13 +7,16 @@ A background thread serves librdkafka's delivery reports and hands each to the e
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from assethooks.errors import KafkaUnavailableError
+from assethooks.errors import KafkaUnavailableError, RecordTooLargeError
+
+log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -52,11 +55,16 @@ class AsyncProducer:
                 break
             except BufferError:  # librdkafka's local queue is full: let the broker catch up
                 await asyncio.sleep(0.01)
+            except KafkaException as exc:
+                raise _as_error(exc.args[0]) from None
         await done
 
     def _poll_reports(self) -> None:
         while not self._closing.is_set():
-            self._producer.poll(0.1)
+            try:
+                self._producer.poll(0.1)
+            except Exception:  # a report that could not be handed over must not end the reports
+                log.exception("producer delivery report failed")
 
     async def close(self, timeout: float = 30.0) -> int:
         """Wait for outstanding records (up to ``timeout``) and stop; return how many were left."""
@@ -73,4 +81,10 @@ def _settle(done: asyncio.Future[None], error: KafkaError | None) -> None:
     if error is None:
         done.set_result(None)
     else:
-        done.set_exception(KafkaUnavailableError(f"Kafka did not accept a record: {error.str()}"))
+        done.set_exception(_as_error(error))
+
+
+def _as_error(error: KafkaError) -> Exception:
+    if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+        return RecordTooLargeError(f"record too large for Kafka: {error.str()}")
+    return KafkaUnavailableError(f"Kafka did not accept a record: {error.str()}")

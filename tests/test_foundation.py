@@ -142,10 +142,16 @@ def _schema(url: str) -> dict[str, object]:
                 for column in inspector.get_columns(table)
             }
             indexes = sorted(
-                (index["name"], tuple(index["column_names"])) for index in inspector.get_indexes(table)
+                (index["name"], tuple(index["column_names"]))
+                for index in inspector.get_indexes(table)
+                if not index.get("duplicates_constraint")  # PostgreSQL lists a unique constraint's index too
+            )
+            unique = sorted(
+                (constraint["name"], tuple(constraint["column_names"]))
+                for constraint in inspector.get_unique_constraints(table)
             )
             primary = tuple(inspector.get_pk_constraint(table)["constrained_columns"])
-            schema[table] = {"columns": columns, "indexes": indexes, "primary": primary}
+            schema[table] = {"columns": columns, "indexes": indexes, "unique": unique, "primary": primary}
         with engine.connect() as connection:
             schema["differences from the models"] = compare_metadata(
                 MigrationContext.configure(connection), Base.metadata
@@ -167,7 +173,13 @@ def test_db_upgrade_gives_the_same_schema_on_sqlite_and_postgres(
         assert "is up to date" in again.out
     on_sqlite, on_postgres = _schema(sqlite_url), _schema(postgres_url)
     assert on_sqlite == on_postgres
-    assert set(on_sqlite) == {"alembic_version", "delivery_logs", "webhooks", "differences from the models"}
+    assert set(on_sqlite) == {
+        "alembic_version",
+        "dead_letters",
+        "delivery_logs",
+        "webhooks",
+        "differences from the models",
+    }
     assert on_sqlite["differences from the models"] == []
 
 

@@ -227,6 +227,9 @@ def test_the_committable_offset_is_the_contiguous_completed_prefix() -> None:
         "::ffff:127.0.0.1",
         "::ffff:10.0.0.1",
         "::",
+        "64:ff9b::7f00:1",
+        "::127.0.0.1",
+        "2002:7f00:1::",
     ],
 )
 def test_non_public_addresses_are_refused_unless_allowed(address: str) -> None:

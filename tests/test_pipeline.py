@@ -332,9 +332,11 @@ def test_a_destination_on_a_private_address_is_refused_without_a_request(
 ) -> None:
     add_webhook(engine, name="Inside", url=receiver.url("/inside"))
     add_webhook(engine, name="By name", url=f"http://localhost:{receiver.port}/by-name")
+    fullwidth = "".join(chr(ord(digit) + 0xFEE0) if digit.isdigit() else digit for digit in "127.0.0.1")
+    add_webhook(engine, name="Disguised", url=f"http://{fullwidth}:{receiver.port}/disguised")
     publish(env, event("asset.created", 1))
     with service("all", env.with_(allowed_cidrs="").values, tmp_path / "run.log"):
-        dead = read_topic(env["kafka_bootstrap"], env["dlq_topic"], count=2)
+        dead = read_topic(env["kafka_bootstrap"], env["dlq_topic"], count=3)
     assert receiver.requests() == []
     for record in dead:
         letter = DeadLetter.model_validate_json(header_value(record.headers(), DEAD_LETTER_HEADER) or b"")
@@ -358,3 +360,23 @@ def test_a_retry_whose_webhook_was_deleted_goes_to_the_dead_letter_topic(
     assert letter.task is not None
     assert [item.status_code for item in letter.task.history] == [500]
     assert len(receiver.requests("/gone")) == 1
+
+
+def test_an_event_too_large_for_a_retry_record_is_dead_lettered_by_position(
+    env: TestEnv, engine: Engine, receiver: Receiver, tmp_path: Path
+) -> None:
+    add_webhook(engine, name="Down", url=receiver.url("/down"))
+    receiver.plan("/down", then=500)
+    # Just under librdkafka's message.max.bytes (1,000,000) alone, over it with a task header.
+    body = event("asset.updated", 3, notes="x" * 999_570)
+    publish(env, body)
+    with service("dispatcher", env.values, tmp_path / "run.log"):
+        (record,) = read_topic(env["kafka_bootstrap"], env["dlq_topic"], count=1)
+        wait_until(lambda: all_committed(env), what="the dispatcher to go on")
+    letter = DeadLetter.model_validate_json(header_value(record.headers(), DEAD_LETTER_HEADER) or b"")
+    assert record.value() is None
+    assert letter.kind is DeadLetterKind.UNDELIVERABLE
+    assert "cannot wait for a retry: record too large" in letter.reason
+    assert f"see {env['source_topic']}[" in letter.reason
+    assert letter.task is not None
+    assert letter.task.history[0].status_code == 500

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner, Result
 
 from assethooks.cli import main
 from assethooks.store.db import make_engine
+from assethooks.store.delivery_log import DeliveryLogWriter, LogEntry, recent_entries
 from assethooks.store.migrate import upgrade
 from tests.conftest import TestEnv
 
@@ -201,3 +204,40 @@ def test_commands_on_an_unmigrated_database_say_what_to_run(env: TestEnv, store_
     result = CliRunner().invoke(main, ["webhooks", "list"], env=env.with_(database_url=store_url).values)
     assert result.exit_code == 4
     assert result.stderr.strip().endswith("is empty: run `assethooks db upgrade`")
+
+
+def test_the_delivery_log_writer_stores_what_the_database_could_refuse(store_env: TestEnv) -> None:
+    """NUL characters (a binary Kafka key, an odd answer) would make PostgreSQL refuse the whole batch."""
+    engine = make_engine(store_env["database_url"])
+
+    async def write() -> None:
+        writer = DeliveryLogWriter(engine)
+        writer.start()
+        await asyncio.gather(*(writer.write(odd_entry(number)) for number in range(3)))
+        await writer.close()
+
+    asyncio.run(write())
+    logged = sorted(recent_entries(engine), key=lambda entry: entry.attempt)
+    engine.dispose()
+    assert [(entry.attempt, entry.asset_id, entry.response_body) for entry in logged] == [
+        (number, "\ufffd\ufffd\ufffd{", "before\ufffdafter") for number in range(3)
+    ]
+
+
+def odd_entry(attempt: int) -> LogEntry:
+    return LogEntry(
+        webhook_id=1,
+        event="asset.created",
+        asset_id="\x00\x00\x00{",
+        delivery_id="d-1",
+        attempt=attempt,
+        success=False,
+        status_code=500,
+        duration_ms=1.0,
+        error="HTTP 500",
+        response_body="before\x00after",
+        source_topic="asset-events",
+        source_partition=0,
+        source_offset=0,
+        created_at=datetime.now(UTC),
+    )

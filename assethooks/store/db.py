@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from assethooks.errors import StoreUnavailableError
@@ -26,10 +26,10 @@ def database_url(raw: str) -> URL:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets the dispatcher write the delivery log while the CLI reads it; NORMAL is durable in WAL mode
-    # against process crashes, which is what the delivery log needs.
+    # WAL lets the dispatcher write the delivery log while the CLI reads it; FULL makes a commit survive
+    # a power loss too, since offsets are committed to Kafka right after the log rows.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
@@ -68,10 +68,14 @@ def _ping(engine: Engine) -> None:
 
 
 def guarded(engine: Engine, operation: Callable[[], T]) -> T:
-    """Run ``operation``; turn driver-level connection failures into one-line ``StoreUnavailableError``."""
+    """Run ``operation``; turn failures to reach or use the database (connection refused or lost, database
+    locked or missing) into a one-line ``StoreUnavailableError``. Errors about the data itself (constraint,
+    value) are not outages and propagate unchanged."""
     try:
         return operation()
-    except (OperationalError, DBAPIError) as exc:
+    except DBAPIError as exc:
+        if not isinstance(exc, OperationalError | InterfaceError) and not exc.connection_invalidated:
+            raise
         detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         raise StoreUnavailableError(f"cannot use the database {describe(engine)}: {detail}") from None
 

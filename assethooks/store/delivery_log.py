@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, Select, delete, func, insert, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 
 from assethooks.errors import NotFoundError, StoreUnavailableError
@@ -45,8 +46,27 @@ class LogEntry:
 
 def insert_entries(engine: Engine, entries: Sequence[LogEntry]) -> None:
     """Insert ``entries`` in one transaction (one multi-row statement per batch)."""
-    with Session(engine) as session, session.begin():
-        session.execute(insert(DeliveryLogRow), [asdict(entry) for entry in entries])
+    rows = [{name: _clean(value) for name, value in asdict(entry).items()} for entry in entries]
+
+    def run() -> None:
+        with Session(engine) as session, session.begin():
+            session.execute(insert(DeliveryLogRow), rows)
+
+    guarded(engine, run)
+
+
+def _clean(value: object) -> object:
+    # PostgreSQL text cannot hold NUL characters; an answer or a Kafka key may contain them.
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
 
 
 @dataclass(frozen=True)
@@ -178,6 +198,7 @@ class DeliveryLogWriter:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="delivery-log")
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._give_up_at = 0.0
 
     def start(self) -> None:
         """Start the background flusher on the running loop."""
@@ -185,6 +206,8 @@ class DeliveryLogWriter:
 
     async def write(self, entry: LogEntry) -> None:
         """Queue ``entry`` and return once it is committed."""
+        if self._closing:
+            raise RuntimeError("the delivery log writer is closed")
         done = asyncio.get_running_loop().create_future()
         self._pending.append((entry, done))
         if len(self._pending) == 1 or len(self._pending) >= self._batch_size:
@@ -199,7 +222,11 @@ class DeliveryLogWriter:
                 await asyncio.sleep(self._interval)  # let a batch gather
             while self._pending:
                 batch, self._pending = self._pending[: self._batch_size], self._pending[self._batch_size :]
-                await self._commit(batch)
+                try:
+                    await self._commit(batch)
+                except Exception as exc:  # unexpected: fail these writes (their records stay uncommitted)
+                    for _, done in batch:
+                        _settle(done, exc)
 
     async def _commit(self, batch: list[tuple[LogEntry, asyncio.Future[None]]]) -> None:
         loop = asyncio.get_running_loop()
@@ -207,27 +234,39 @@ class DeliveryLogWriter:
         pause = 0.5
         while True:
             try:
-                await loop.run_in_executor(self._executor, self._insert, entries)
+                await loop.run_in_executor(self._executor, insert_entries, self._engine, entries)
                 break
             except StoreUnavailableError as exc:
+                if self._closing and loop.time() > self._give_up_at:
+                    for _, done in batch:
+                        _settle(done, exc)  # the records stay uncommitted and will be processed again
+                    return
                 log.warning("delivery log not written, retrying in %.1fs: %s", pause, exc)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 10.0)
-            except Exception as exc:  # a bug, not an outage: the writers' records must not be committed
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                return
+            except DBAPIError:  # a value the database refuses: keep every row that it accepts
+                await loop.run_in_executor(self._executor, self._insert_one_by_one, entries)
+                break
         for _, done in batch:
-            if not done.done():
-                done.set_result(None)
+            _settle(done, None)
 
-    def _insert(self, entries: list[LogEntry]) -> None:
-        guarded(self._engine, lambda: insert_entries(self._engine, entries))
+    def _insert_one_by_one(self, entries: list[LogEntry]) -> None:
+        for entry in entries:
+            try:
+                insert_entries(self._engine, [entry])
+            except DBAPIError as exc:
+                log.error(
+                    "delivery log entry refused, not logged: webhook=%d delivery=%s attempt=%d: %s",
+                    entry.webhook_id,
+                    entry.delivery_id,
+                    entry.attempt,
+                    str(exc.orig).strip().splitlines()[0] if exc.orig else exc,
+                )
 
-    async def close(self) -> None:
-        """Write what is pending and stop."""
+    async def close(self, timeout: float = 30.0) -> None:
+        """Write what is pending (giving up after ``timeout`` if the database is unavailable) and stop."""
         self._closing = True
+        self._give_up_at = asyncio.get_running_loop().time() + timeout
         self._wake.set()
         if self._task is not None:
             await self._task

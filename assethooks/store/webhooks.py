@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -11,7 +13,9 @@ from assethooks.clock import Clock, utc_now
 from assethooks.errors import NotFoundError
 from assethooks.store.db import guarded, session_scope
 from assethooks.store.models import WebhookRow
-from schemas.webhooks import Webhook, WebhookSpec
+from schemas.webhooks import Webhook, WebhookSpec, first_problem
+
+log = logging.getLogger(__name__)
 
 
 def _to_model(row: WebhookRow) -> Webhook:
@@ -26,6 +30,14 @@ def _to_model(row: WebhookRow) -> Webhook:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _valid_or_none(row: WebhookRow) -> Webhook | None:
+    try:
+        return _to_model(row)
+    except ValidationError as exc:
+        log.error("webhook %d is stored with invalid fields and is ignored: %s", row.id, first_problem(exc))
+        return None
 
 
 def _fill(row: WebhookRow, spec: WebhookSpec) -> None:
@@ -73,7 +85,7 @@ class WebhookStore:
             if active_only:
                 query = query.where(WebhookRow.active.is_(True))
             with self._sessions() as session:
-                return [_to_model(row) for row in session.scalars(query)]
+                return [webhook for row in session.scalars(query) if (webhook := _valid_or_none(row))]
 
         return guarded(self._engine, run)
 
