@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint check unit system-deps kafka-up kafka-down postgres-up postgres-down clean
+.PHONY: demo test bench lint system-deps kafka-up kafka-down postgres-up postgres-down clean
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -22,6 +22,7 @@ system-deps:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -40,6 +41,12 @@ lint: $(STAMP)
 # (started by the test fixtures when not already given, see tests/conftest.py).
 test: $(STAMP) system-deps lint
 	$(BIN)/pytest
+
+# The benchmarks (not part of `make test` or CI): about 20 minutes on 2 cores; prints a table of figures.
+bench: $(STAMP) system-deps
+	scripts/kafka-local.sh start
+	scripts/postgres-local.sh start
+	ASSETHOOKS_BENCH_POSTGRES_URL=$$(scripts/postgres-local.sh url) $(BIN)/python -m bench
 
 kafka-up:
 	scripts/kafka-local.sh start

@@ -17,6 +17,7 @@ from yarl import URL
 
 from assethooks import __version__
 from assethooks.errors import (
+    BlockedDestinationError,
     DeliveryFailedError,
     DeliveryTimeoutError,
     HttpStatusError,
@@ -30,6 +31,7 @@ from schemas.webhooks import Webhook
 USER_AGENT: Final = f"asset-webhooks/{__version__}"
 RESPONSE_KEEP: Final = 4096  # bytes of the answer kept in the delivery log
 RESPONSE_READ_LIMIT: Final = 65536  # bytes read at most from an answer; more closes the connection
+LITERAL_CHECKS_KEPT: Final = 10_000  # URLs whose host check is remembered
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class HttpSender:
         self._allowed = allowed
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._literal_checks: dict[str, BlockedDestinationError | None] = {}
 
     async def __aenter__(self) -> Self:
         connector = aiohttp.TCPConnector(
@@ -106,6 +109,22 @@ class HttpSender:
         if self._session is not None:
             await self._session.close()
 
+    def _check_literal(self, url: str) -> None:
+        """Refuse an IP-literal host outside the allowed addresses (names are checked when resolved)."""
+        refused = self._literal_checks.get(url, ...)
+        if refused is ...:
+            try:
+                # The host as aiohttp will use it: IDNA-normalised, so fullwidth digits become an IP literal.
+                check_host(URL(url).raw_host or "", self._allowed)
+                refused = None
+            except BlockedDestinationError as exc:
+                refused = exc
+            if len(self._literal_checks) > LITERAL_CHECKS_KEPT:
+                self._literal_checks.clear()
+            self._literal_checks[url] = refused
+        if refused is not None:
+            raise BlockedDestinationError(str(refused))
+
     async def send(self, request: DeliveryRequest) -> AttemptResult:
         """Post ``request`` once and describe the outcome; never raises for delivery failures."""
         assert self._session is not None, "use HttpSender as an async context manager"
@@ -114,7 +133,7 @@ class HttpSender:
         answer: str | None = None
         try:
             # The host as aiohttp will use it: IDNA-normalised, so fullwidth digits become an IP literal.
-            check_host(URL(request.url).raw_host or "", self._allowed)
+            self._check_literal(request.url)
             async with self._session.post(
                 request.url, data=request.body, headers=request.headers, allow_redirects=False
             ) as response:

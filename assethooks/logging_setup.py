@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import time
 from datetime import UTC, datetime
+from typing import TextIO
 
 from assethooks.kafka import LIBRDKAFKA_LOGGER
 
@@ -29,9 +32,50 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def configure_logging(level: str, *, json_lines: bool = False, kafka_level: int | None = None) -> None:
-    """Send logs to stderr at ``level``; ``kafka_level`` sets librdkafka's own logger apart."""
-    handler = logging.StreamHandler(sys.stderr)
+class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes lines in batches: at most every ``interval`` seconds, or at once for
+    warnings and errors. The long-running processes log one line per delivery attempt; a write and flush
+    per line would cost the event loop a system call (and the GIL) each time."""
+
+    def __init__(self, stream: TextIO, *, interval: float = 0.25) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+        self._interval = interval
+        self._flusher = threading.Thread(target=self._flush_regularly, name="log-flush", daemon=True)
+        self._flusher.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format ``record`` now; write it with the next batch (at once from WARNING up)."""
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        with self.lock:  # type: ignore[union-attr]
+            self._lines.append(line)
+        if record.levelno >= logging.WARNING:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the lines gathered so far."""
+        with self.lock:  # type: ignore[union-attr]
+            lines, self._lines = self._lines, []
+            if lines:
+                self.stream.write("".join(lines))
+            self.stream.flush()
+
+    def _flush_regularly(self) -> None:
+        while True:
+            time.sleep(self._interval)
+            self.flush()
+
+
+def configure_logging(
+    level: str, *, json_lines: bool = False, kafka_level: int | None = None, batched: bool = False
+) -> None:
+    """Send logs to stderr at ``level``; ``kafka_level`` sets librdkafka's own logger apart; ``batched``
+    writes lines in batches (for the long-running processes)."""
+    handler = BatchingStreamHandler(sys.stderr) if batched else logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter()
         if json_lines

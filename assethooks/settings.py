@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     delivery_timeout: PositiveSeconds = 30
     max_in_flight: int = Field(1000, ge=1)
     max_in_flight_per_webhook: int = Field(64, ge=1)
+    # How long a delivery may wait for its busy webhook before it moves to a retry tier (unattempted).
+    spill_after: PositiveSeconds = 1
     webhook_refresh_interval: PositiveSeconds = 2
     shutdown_timeout: Seconds = 25
     # Address ranges deliveries may reach although they are private or loopback (local demos, tests).

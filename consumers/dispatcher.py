@@ -1,24 +1,23 @@
 """The dispatcher: reads ``asset-events`` and makes the first attempt of every (event, webhook) delivery.
 
 Invalid records go to the dead-letter topic with their reason. Deliveries of one asset to one webhook
-start their first attempt in the order of the events; everything else runs concurrently.
+start their first attempt in the order of the events (see ``consumers.lanes``); everything else runs
+concurrently.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 
 from confluent_kafka import Message
 
 from assethooks.errors import InvalidEventError
+from consumers.lanes import all_done
 from consumers.pipeline import Delivery, DeliveryPipeline
 from consumers.runtime import coordinates
 from consumers.subscriptions import SubscriptionCache
 from schemas.events import parse_event
 from schemas.tasks import DeadLetterKind, SourceRef, delivery_id_for
-
-ChainKey = tuple[int, str]
 
 
 def source_of(record: Message) -> SourceRef:
@@ -44,8 +43,6 @@ class Dispatcher:
     def __init__(self, pipeline: DeliveryPipeline, subscriptions: SubscriptionCache) -> None:
         self._pipeline = pipeline
         self._subscriptions = subscriptions
-        # The first attempt of the newest delivery per (webhook, asset): the next one waits for it.
-        self._chains: dict[ChainKey, asyncio.Future[None]] = {}
 
     def schedule(self, record: Message) -> Awaitable[None]:
         """The work for one source record."""
@@ -71,33 +68,7 @@ class Dispatcher:
             )
             for webhook in self._subscriptions.matching(event.event.value)
         ]
-        return self._all([self._in_order(delivery) for delivery in deliveries])
-
-    @staticmethod
-    async def _all(work: list[Awaitable[None]]) -> None:
-        await asyncio.gather(*work)
-
-    def _in_order(self, delivery: Delivery) -> Awaitable[None]:
-        # Joining the chain happens now, in record order; the waiting happens in the coroutine.
-        chain_key = (delivery.webhook.id, delivery.asset_key or "")
-        previous = self._chains.get(chain_key)
-        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._chains[chain_key] = mine
-        return self._deliver(delivery, chain_key, previous, mine)
-
-    async def _deliver(
-        self,
-        delivery: Delivery,
-        chain_key: ChainKey,
-        previous: asyncio.Future[None] | None,
-        mine: asyncio.Future[None],
-    ) -> None:
-        try:
-            if previous is not None:
-                await previous
-            result = await self._pipeline.send(delivery)
-        finally:
-            mine.set_result(None)
-            if self._chains.get(chain_key) is mine:
-                del self._chains[chain_key]
-        await self._pipeline.settle(delivery, result)
+        outcomes = [self._pipeline.submit(delivery) for delivery in deliveries]
+        if len(outcomes) == 1:
+            return outcomes[0]
+        return all_done(*outcomes)  # also when there are none: then it is finished at once

@@ -10,12 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from assethooks import metrics
 from assethooks.clock import Clock, utc_now
 from assethooks.delivery import AttemptResult, HttpSender, build_request
 from assethooks.errors import DeliveryFailedError, PermanentDeliveryError, RecordTooLargeError
 from assethooks.retry import next_retry
 from assethooks.settings import Settings
 from assethooks.store.delivery_log import DeliveryLogWriter, LogEntry
+from consumers.lanes import Lanes, all_done
 from producers.handoff import Handoff
 from schemas.tasks import AttemptRecord, DeadLetter, DeadLetterKind, DeliveryTask, SourceRef
 from schemas.webhooks import Webhook
@@ -25,7 +27,7 @@ log = logging.getLogger("assethooks.delivery")
 MAX_KEY_IN_LOG = 100
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: that makes creating one, on the hot path, several times slower
 class Delivery:
     """One event going to one webhook, at one attempt."""
 
@@ -38,6 +40,16 @@ class Delivery:
     source: SourceRef
     history: tuple[AttemptRecord, ...] = ()
     attempt_base: int = 0  # attempts made before the current budget
+
+    @property
+    def lane(self) -> int:
+        """Deliveries run in their webhook's lane."""
+        return self.webhook.id
+
+    @property
+    def affinity(self) -> str:
+        """One asset's deliveries to one webhook keep their order."""
+        return self.asset_key or ""
 
     def task(self, *, attempt: int, not_before: datetime, history: tuple[AttemptRecord, ...]) -> DeliveryTask:
         """This delivery as a task waiting for ``attempt`` at ``not_before``."""
@@ -55,8 +67,8 @@ class Delivery:
 
 
 class DeliveryPipeline:
-    """Sends attempts (at most ``max_in_flight_per_webhook`` at once per webhook), logs every one, and
-    routes failures through the retry schedule."""
+    """Attempts deliveries in per-webhook lanes (``consumers.lanes``), logs every attempt, and routes
+    failures through the retry schedule; a congested webhook's waiting deliveries move to a retry tier."""
 
     def __init__(
         self,
@@ -74,32 +86,39 @@ class DeliveryPipeline:
         self._handoff = handoff
         self._clock = clock
         self._draw = draw
-        self._limits: dict[int, asyncio.Semaphore] = {}
+        self._lanes: Lanes[Delivery] = Lanes(
+            workers=settings.max_in_flight_per_webhook,
+            spill_after=settings.spill_after,
+            attempt=self._attempt,
+            spill=self._postpone,
+        )
 
-    async def deliver(self, delivery: Delivery) -> None:
-        """Attempt ``delivery`` and settle the outcome."""
-        await self.settle(delivery, await self.send(delivery))
+    def start(self) -> None:
+        """Start the lanes' congestion watch."""
+        self._lanes.start()
 
-    async def send(self, delivery: Delivery) -> AttemptResult:
-        """Post one attempt, waiting for a free slot of the webhook's concurrency limit."""
-        limit = self._limits.get(delivery.webhook.id)
-        if limit is None:
-            limit = self._limits[delivery.webhook.id] = asyncio.Semaphore(
-                self._settings.max_in_flight_per_webhook
-            )
-        async with limit:
-            request = build_request(
-                delivery.webhook,
-                delivery.body,
-                event=delivery.event,
-                delivery_id=delivery.delivery_id,
-                attempt=delivery.attempt,
-                now=self._clock().timestamp(),
-            )
-            return await self._sender.send(request)
+    async def close(self) -> None:
+        """Stop the congestion watch."""
+        await self._lanes.close()
 
-    async def settle(self, delivery: Delivery, result: AttemptResult) -> None:
-        """Log the attempt and, when it failed, hand the delivery on; returns once both are durable."""
+    def submit(self, delivery: Delivery) -> asyncio.Future[None]:
+        """Attempt ``delivery`` in its webhook's lane; the future completes once the outcome is durable."""
+        return self._lanes.submit(delivery)
+
+    async def _attempt(self, delivery: Delivery) -> asyncio.Future[None]:
+        request = build_request(
+            delivery.webhook,
+            delivery.body,
+            event=delivery.event,
+            delivery_id=delivery.delivery_id,
+            attempt=delivery.attempt,
+            now=self._clock().timestamp(),
+        )
+        return self._settle(delivery, await self._sender.send(request))
+
+    def _settle(self, delivery: Delivery, result: AttemptResult) -> asyncio.Future[None]:
+        """Log the attempt and, when it failed, hand the delivery on; the future completes once both are
+        durable (the caller does not wait: the lane goes on with its next delivery)."""
         now = self._clock()
         failure = result.failure
         entry = LogEntry(
@@ -119,30 +138,64 @@ class DeliveryPipeline:
             created_at=now,
         )
         outcome = "delivered" if failure is None else "failed"
+        (metrics.DELIVERED if failure is None else metrics.FAILED).inc()
+        metrics.ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s webhook=%d event=%s delivery=%s attempt=%d status=%s duration_ms=%.1f%s",
+                outcome,
+                delivery.webhook.id,
+                delivery.event,
+                delivery.delivery_id,
+                delivery.attempt,
+                result.status_code if result.status_code is not None else "-",
+                result.duration_ms,
+                "" if failure is None else f" error={failure}",
+                extra={
+                    "webhook_id": delivery.webhook.id,
+                    "event": delivery.event,
+                    "delivery_id": delivery.delivery_id,
+                    "attempt": delivery.attempt,
+                    "status_code": result.status_code,
+                    "duration_ms": round(result.duration_ms, 3),
+                    "outcome": outcome,
+                },
+            )
+        logged = self._log_writer.write(entry)
+        if failure is None:
+            return logged
+        return all_done(logged, self._hand_on(delivery, result, failure, now))
+
+    async def _postpone(self, delivery: Delivery) -> None:
+        """Move a delivery its congested webhook could not take to the retry tier it would wait in, without
+        using an attempt."""
+        waited = delivery.attempt - delivery.attempt_base  # 1 for a first attempt
+        delay = self._settings.retry_schedule[min(max(waited - 2, 0), len(self._settings.retry_schedule) - 1)]
+        task = delivery.task(
+            attempt=delivery.attempt,
+            not_before=self._clock() + timedelta(seconds=delay),
+            history=delivery.history,
+        )
         log.info(
-            "%s webhook=%d event=%s delivery=%s attempt=%d status=%s duration_ms=%.1f%s",
-            outcome,
+            "postponed webhook=%d event=%s delivery=%s attempt=%d: the webhook is congested",
             delivery.webhook.id,
             delivery.event,
             delivery.delivery_id,
             delivery.attempt,
-            result.status_code if result.status_code is not None else "-",
-            result.duration_ms,
-            "" if failure is None else f" error={failure}",
-            extra={
-                "webhook_id": delivery.webhook.id,
-                "event": delivery.event,
-                "delivery_id": delivery.delivery_id,
-                "attempt": delivery.attempt,
-                "status_code": result.status_code,
-                "duration_ms": round(result.duration_ms, 3),
-                "outcome": outcome,
-            },
         )
-        if failure is None:
-            await self._log_writer.write(entry)
-            return
-        await asyncio.gather(self._log_writer.write(entry), self._hand_on(delivery, result, failure, now))
+        topic = self._settings.retry_topic_for(delay)
+        metrics.POSTPONED.inc()
+        try:
+            await self._handoff.to_retry(topic, task, delivery.body)
+            metrics.HANDOFFS.labels(topic).inc()
+        except RecordTooLargeError as exc:
+            await self.dead_letter(
+                DeadLetterKind.UNDELIVERABLE,
+                f"cannot wait for a retry: {exc}",
+                source=delivery.source,
+                body=delivery.body,
+                task=task,
+            )
 
     async def _hand_on(
         self, delivery: Delivery, result: AttemptResult, failure: DeliveryFailedError, now: datetime
@@ -161,10 +214,10 @@ class DeliveryPipeline:
             task = delivery.task(
                 attempt=delivery.attempt + 1, not_before=now + timedelta(seconds=step.delay), history=history
             )
+            topic = self._settings.retry_topic_for(step.tier_delay)
             try:
-                await self._handoff.to_retry(
-                    self._settings.retry_topic_for(step.tier_delay), task, delivery.body
-                )
+                await self._handoff.to_retry(topic, task, delivery.body)
+                metrics.HANDOFFS.labels(topic).inc()
                 return
             except RecordTooLargeError as exc:
                 failure = PermanentDeliveryError(f"cannot wait for a retry: {exc}")
@@ -202,6 +255,7 @@ class DeliveryPipeline:
                 task.delivery_id,
                 reason,
             )
+        metrics.DEAD_LETTERS.labels(kind.value).inc()
         try:
             await self._handoff.to_dead_letters(letter, body, encoded_key)
         except RecordTooLargeError:  # keep the reason and the position; the event stays in its topic

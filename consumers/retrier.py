@@ -67,4 +67,4 @@ class Retrier:
             history=task.history,
             attempt_base=task.attempt_base,
         )
-        return self._pipeline.deliver(delivery)
+        return self._pipeline.submit(delivery)

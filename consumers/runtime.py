@@ -10,8 +10,9 @@ there); the asyncio loop runs the handler's work. The contract:
 - ``Defer`` pauses the partition and seeks back to the record, so it is read again when due: the head of
   a retry tier waits without sleeping in the poll loop. The wake-up timer starts only once the seek is
   done, so no record fetched before the seek can be taken in after it;
-- at most ``max_in_flight`` records are in progress; when that many are, every partition is paused and
-  the consumer keeps polling (staying in its group) until half of them finished;
+- at most ``max_in_flight`` records are in progress; when that many are, fetching waits for room, and
+  if none comes within ``FULL_WAIT`` seconds every partition is paused and the consumer keeps polling
+  (staying in its group, never near ``max.poll.interval.ms``) until half of them finished;
 - on revocation the revoked partitions' work is awaited (bounded) and their offsets committed; on
   shutdown every in-flight record is finished or left uncommitted, then the consumer closes;
 - an exception from the handler is fatal: that record's offset is never stored, the runtime stops, and
@@ -21,6 +22,7 @@ there); the asyncio loop runs the handler's work. The contract:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -30,6 +32,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from assethooks import metrics
 from consumers.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,9 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 MAX_BATCH = 500
 POLL_TIMEOUT = 0.05  # also how long a queued command (store, pause, seek) may wait
+# How long a full runtime waits for room before pausing its partitions. Pausing discards what librdkafka
+# prefetched, so it is kept for long stalls (a slow endpoint holding the whole window).
+FULL_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ class _Partition:
 
     tp: TP
     tracker: OffsetTracker = field(default_factory=OffsetTracker)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    work: set[asyncio.Future[None]] = field(default_factory=set)
     last_taken: int = -1  # the newest offset taken in; anything at or below it is a stale re-read
     deferred: bool = False
     current: bool = True
@@ -87,6 +93,8 @@ class ConsumerRuntime:
         shutdown_timeout: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        group = str(config.get("group.id", ""))
+        metrics.IN_FLIGHT.labels(group).set_function(lambda: self._in_flight)
         self._config = config
         self._topics = list(topics)
         self._handler = handler
@@ -169,10 +177,19 @@ class ConsumerRuntime:
         return self._in_flight <= self._max_in_flight // 2 or self._stopping.is_set()
 
     def _throttle(self, consumer: Consumer) -> None:
-        """Pause everything when full; resume (all but the deferred) once half the work is done."""
+        """Wait a little when full; pause everything when that is not enough; resume (all but the
+        deferred) once half the work is done."""
         if not self._throttled and self._in_flight >= self._max_in_flight:
-            consumer.pause(consumer.assignment())
-            self._throttled = True
+            # Wait for a quarter of the window, not one slot: fetching in batches keeps the two threads
+            # from handing records over one by one.
+            refill = self._max_in_flight - max(1, self._max_in_flight // 4)
+            with self._room:
+                has_room = self._room.wait_for(
+                    lambda: self._in_flight <= refill or self._stopping.is_set(), FULL_WAIT
+                )
+            if not has_room:
+                consumer.pause(consumer.assignment())
+                self._throttled = True
         elif self._throttled and self._has_room():
             ready = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in self._deferred]
             consumer.resume(ready)
@@ -294,10 +311,10 @@ class ConsumerRuntime:
         return {part.tp: part.tracker.committable for part in parts if part.tracker.committable is not None}
 
     async def _finish(self, parts: list[_Partition]) -> None:
-        tasks = {task for part in parts for task in part.tasks}
-        if not tasks:
+        pending = {work for part in parts for work in part.work}
+        if not pending:
             return
-        _done, unfinished = await asyncio.wait(tasks, timeout=self._shutdown_timeout)
+        _done, unfinished = await asyncio.wait(pending, timeout=self._shutdown_timeout)
         if unfinished:
             log.warning(
                 "%d records unfinished after %.0fs; they will be read again",
@@ -329,18 +346,17 @@ class ConsumerRuntime:
                 continue
             part.tracker.add(offset)
             part.last_taken = offset
-            task = self._loop.create_task(self._complete(part, offset, work))
-            part.tasks.add(task)
-            task.add_done_callback(part.tasks.discard)
+            future = asyncio.ensure_future(work)  # a future as is; a coroutine becomes a task
+            part.work.add(future)
+            future.add_done_callback(functools.partial(self._complete, part, offset))
 
-    async def _complete(self, part: _Partition, offset: int, work: Awaitable[None]) -> None:
-        try:
-            await work
-        except Exception as exc:
-            self._fail(exc)
+    def _complete(self, part: _Partition, offset: int, future: asyncio.Future[None]) -> None:
+        part.work.discard(future)
+        self._release()
+        error = RuntimeError("work cancelled") if future.cancelled() else future.exception()
+        if error is not None:
+            self._fail(error)
             return
-        finally:
-            self._release()
         if part.tracker.done(offset) is not None and part.current:
             self._queue_store(part)
 

@@ -15,12 +15,14 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 
+from assethooks import metrics
 from assethooks.clock import utc_now
 from assethooks.delivery import HttpSender
 from assethooks.durations import format_duration
-from assethooks.errors import StoreUnavailableError
+from assethooks.errors import AssetHooksError, StoreUnavailableError
 from assethooks.guard import parse_networks
 from assethooks.kafka import consumer_config, ensure_topics, producer_config
+from assethooks.operator.records import partitions_of, watermarks
 from assethooks.settings import Settings
 from assethooks.store.db import make_engine
 from assethooks.store.delivery_log import DeliveryLogWriter, purge_attempts
@@ -29,7 +31,7 @@ from assethooks.store.webhooks import WebhookStore
 from consumers.dispatcher import Dispatcher
 from consumers.pipeline import DeliveryPipeline
 from consumers.retrier import Retrier
-from consumers.runtime import ConsumerRuntime
+from consumers.runtime import ConsumerRuntime, Handler
 from consumers.subscriptions import SubscriptionCache
 from producers.aio import AsyncProducer
 from producers.handoff import Handoff
@@ -38,6 +40,7 @@ from schemas.events import EventName
 log = logging.getLogger(__name__)
 
 ROLES = ("dispatcher", "retrier")
+STATS_EVERY_MS = 5000  # librdkafka statistics (consumer lag) for the metrics
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,11 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
             max_connections=settings.max_in_flight,
         ) as sender:
             pipeline = DeliveryPipeline(settings, sender, log_writer, Handoff(producer, settings.dlq_topic))
-            yield Services(settings, pipeline, subscriptions)
+            pipeline.start()
+            try:
+                yield Services(settings, pipeline, subscriptions)
+            finally:
+                await pipeline.close()
     finally:
         retention.cancel()
         await asyncio.gather(retention, return_exceptions=True)
@@ -98,26 +105,52 @@ async def keep_log_retention(engine: Engine, retention: float, *, every: float =
         await asyncio.sleep(every)
 
 
+@asynccontextmanager
+async def _metrics_endpoint(settings: Settings, address: tuple[str, int] | None) -> AsyncIterator[None]:
+    if address is None:
+        yield
+        return
+    runner = await metrics.serve_metrics(*address)
+    sizes = asyncio.create_task(watch_dead_letter_size(settings), name="dead-letter-size")
+    log.info("metrics on http://%s:%d/metrics", *address)
+    try:
+        yield
+    finally:
+        sizes.cancel()
+        await asyncio.gather(sizes, return_exceptions=True)
+        await runner.cleanup()
+
+
 def runtimes(shared: Services, roles: Collection[str]) -> list[ConsumerRuntime]:
     """One consumer runtime per role."""
     settings = shared.settings
+    groups: dict[str, tuple[str, list[str], Handler]] = {
+        "dispatcher": (
+            settings.dispatcher_group,
+            [settings.source_topic],
+            Dispatcher(shared.pipeline, shared.subscriptions),
+        ),
+        "retrier": (
+            settings.retrier_group,
+            list(settings.retry_topics),
+            Retrier(shared.pipeline, shared.subscriptions),
+        ),
+    }
     found = []
-    if "dispatcher" in roles:
+    for role in ROLES:
+        if role not in roles:
+            continue
+        group, topics, handler = groups[role]
+        config = {
+            **consumer_config(settings, role, group),
+            "statistics.interval.ms": STATS_EVERY_MS,
+            "stats_cb": metrics.record_consumer_stats(group, frozenset(settings.retry_topics)),
+        }
         found.append(
             ConsumerRuntime(
-                consumer_config(settings, "dispatcher", settings.dispatcher_group),
-                [settings.source_topic],
-                Dispatcher(shared.pipeline, shared.subscriptions),
-                max_in_flight=settings.max_in_flight,
-                shutdown_timeout=settings.shutdown_timeout,
-            )
-        )
-    if "retrier" in roles:
-        found.append(
-            ConsumerRuntime(
-                consumer_config(settings, "retrier", settings.retrier_group),
-                list(settings.retry_topics),
-                Retrier(shared.pipeline, shared.subscriptions),
+                config,
+                topics,
+                handler,
                 max_in_flight=settings.max_in_flight,
                 shutdown_timeout=settings.shutdown_timeout,
             )
@@ -125,9 +158,28 @@ def runtimes(shared: Services, roles: Collection[str]) -> list[ConsumerRuntime]:
     return found
 
 
-async def serve(settings: Settings, roles: Collection[str], stop: asyncio.Event) -> None:
-    """Run the consumer groups of ``roles`` until ``stop`` is set or one of them fails."""
-    async with services(settings) as shared:
+async def watch_dead_letter_size(settings: Settings, every: float = 15.0) -> None:
+    """Keep ``assethooks_dead_letter_records`` at the number of records the dead-letter topic holds."""
+    while True:
+        try:
+            partitions = await asyncio.to_thread(partitions_of, settings, settings.dlq_topic)
+            marks = await asyncio.to_thread(watermarks, settings, settings.dlq_topic, partitions)
+            metrics.DEAD_LETTER_RECORDS.set(sum(high - low for low, high in marks.values()))
+        except AssetHooksError as exc:
+            log.debug("dead-letter size not measured: %s", exc)
+        await asyncio.sleep(every)
+
+
+async def serve(
+    settings: Settings,
+    roles: Collection[str],
+    stop: asyncio.Event,
+    *,
+    metrics_address: tuple[str, int] | None = None,
+) -> None:
+    """Run the consumer groups of ``roles`` until ``stop`` is set or one of them fails; serve metrics on
+    ``metrics_address`` when given."""
+    async with services(settings) as shared, _metrics_endpoint(settings, metrics_address):
         members = runtimes(shared, roles)
         log.info("running %s on %s", " and ".join(roles), settings.kafka_bootstrap)
         tasks = [asyncio.create_task(member.run(stop)) for member in members]

@@ -170,8 +170,9 @@ def cli(*args: str, env: Mapping[str, str], stdin: str | None = None, timeout: f
 class Service:
     """``assethooks run ROLE`` as a background process whose output goes to a file."""
 
-    def __init__(self, role: str, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, role: str, env: Mapping[str, str], log_path: Path, *args: str) -> None:
         self.role = role
+        self._args = args
         self._env = {**os.environ, **env}
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
@@ -181,7 +182,10 @@ class Service:
         """Start the process."""
         self._log = self.log_path.open("ab")
         self._process = subprocess.Popen(
-            [str(ASSETHOOKS), "run", self.role], env=self._env, stdout=self._log, stderr=subprocess.STDOUT
+            [str(ASSETHOOKS), "run", self.role, *self._args],
+            env=self._env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         return self
 
@@ -219,9 +223,9 @@ class Service:
 
 
 @contextmanager
-def service(role: str, env: Mapping[str, str], log_path: Path) -> Iterator[Service]:
-    """A running ``assethooks run ROLE`` for the duration of the block (stopped with SIGTERM)."""
-    process = Service(role, env, log_path).start()
+def service(role: str, env: Mapping[str, str], log_path: Path, *args: str) -> Iterator[Service]:
+    """A running ``assethooks run ROLE [ARGS]`` for the duration of the block (stopped with SIGTERM)."""
+    process = Service(role, env, log_path, *args).start()
     try:
         yield process
     except BaseException:

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,7 +20,7 @@ from assethooks.signing import sign, signature_matches, verify_delivery
 from consumers.offsets import OffsetTracker
 from consumers.subscriptions import index_by_event
 from schemas.events import EVENT_GROUPS, EventName, parse_event
-from schemas.tasks import SourceRef, delivery_id_for
+from schemas.tasks import DELIVERY_NAMESPACE, SourceRef, delivery_id_for
 from schemas.webhooks import Webhook, validate_webhook
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -177,6 +178,7 @@ def test_delivery_ids_are_stable_per_event_and_webhook() -> None:
     assert delivery_id_for(source, 7) == delivery_id_for(source.model_copy(), 7)
     assert delivery_id_for(source, 7) != delivery_id_for(source, 8)
     assert delivery_id_for(source, 7) != delivery_id_for(source.model_copy(update={"offset": 42}), 7)
+    assert delivery_id_for(source, 7) == str(uuid.uuid5(DELIVERY_NAMESPACE, "asset-events/2/41/7"))
 
 
 def test_the_retry_schedule_walks_the_tiers_with_jitter_then_ends() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from itertools import pairwise
@@ -380,3 +382,61 @@ def test_an_event_too_large_for_a_retry_record_is_dead_lettered_by_position(
     assert f"see {env['source_topic']}[" in letter.reason
     assert letter.task is not None
     assert letter.task.history[0].status_code == 500
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The metrics endpoint's samples, by name and labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def test_the_metrics_endpoint_shows_the_counters_moving(
+    env: TestEnv, engine: Engine, receiver: Receiver, tmp_path: Path
+) -> None:
+    add_webhook(engine, name="Counted", url=receiver.url("/counted"))
+    add_webhook(engine, name="Refusing", url=receiver.url("/refusing"), events=["asset.lost"])
+    receiver.plan("/refusing", then=500)
+    port = free_port()
+    with service("all", env.values, tmp_path / "run.log", "--metrics-port", str(port)):
+        publish(env, *(event("asset.created", number) for number in range(5)))
+        receiver.wait_for(5, "/counted")
+        first = wait_until(lambda: _scraped(port, 'assethooks_deliveries_total{outcome="delivered"}', 5))
+        publish(env, *(event("asset.lost", number) for number in range(3)))
+        receiver.wait_for(3, "/refusing")
+        wait_until(lambda: _scraped(port, 'assethooks_deliveries_total{outcome="failed"}', 3))
+        later = wait_until(lambda: _scraped(port, 'assethooks_handoffs_total{topic="retry-', 3, prefix=True))
+        lag = wait_until(lambda: _scraped(port, "assethooks_consumer_lag{", 0, prefix=True), timeout=20)
+    assert (
+        later['assethooks_deliveries_total{outcome="delivered"}']
+        >= first['assethooks_deliveries_total{outcome="delivered"}'] + 3
+    )
+    assert later["assethooks_attempt_duration_seconds_count"] >= 11
+    assert any(name.startswith('assethooks_in_flight_records{group="dispatcher-') for name in later)
+    assert any(env["source_topic"] in name for name in lag if name.startswith("assethooks_consumer_lag{"))
+
+
+def _scraped(port: int, name: str, at_least: float, *, prefix: bool = False) -> dict[str, float]:
+    """The samples once ``name`` (or a sample starting with it) reached ``at_least``; empty before."""
+    try:
+        samples = scrape(port)
+    except OSError:
+        return {}
+    values = (
+        [value for key, value in samples.items() if key.startswith(name)]
+        if prefix
+        else [samples.get(name, -1)]
+    )
+    return samples if values and max(values) >= at_least else {}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

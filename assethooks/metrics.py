@@ -1,0 +1,96 @@
+"""Prometheus metrics of the long-running processes, served on ``--metrics-port`` at ``/metrics``.
+
+- ``assethooks_deliveries_total{outcome}``: attempts ``delivered`` or ``failed``, and deliveries
+  ``postponed`` (moved to a retry tier unattempted because their webhook was congested);
+- ``assethooks_attempt_duration_seconds``: how long attempts took;
+- ``assethooks_in_flight_records{group}``: records taken in and not finished, per consumer group;
+- ``assethooks_consumer_lag{group,topic,partition}``: records behind the end of each assigned partition;
+- ``assethooks_retry_backlog{topic}``: tasks waiting in each retry tier (the retrier group's lag);
+- ``assethooks_handoffs_total{topic}``: deliveries handed to a retry tier;
+- ``assethooks_dead_letters_total{kind}``: records this process put on the dead-letter topic;
+- ``assethooks_dead_letter_records``: records the dead-letter topic holds (from its offsets).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+log = logging.getLogger(__name__)
+
+REGISTRY = CollectorRegistry()
+DELIVERIES = Counter("assethooks_deliveries", "Delivery attempts by outcome", ["outcome"], registry=REGISTRY)
+DELIVERED = DELIVERIES.labels("delivered")
+FAILED = DELIVERIES.labels("failed")
+POSTPONED = DELIVERIES.labels("postponed")
+ATTEMPT_SECONDS = Histogram(
+    "assethooks_attempt_duration_seconds",
+    "How long delivery attempts took",
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+IN_FLIGHT = Gauge("assethooks_in_flight_records", "Records in progress", ["group"], registry=REGISTRY)
+CONSUMER_LAG = Gauge(
+    "assethooks_consumer_lag",
+    "Records behind the partition end",
+    ["group", "topic", "partition"],
+    registry=REGISTRY,
+)
+RETRY_BACKLOG = Gauge(
+    "assethooks_retry_backlog", "Tasks waiting in a retry tier", ["topic"], registry=REGISTRY
+)
+HANDOFFS = Counter("assethooks_handoffs", "Deliveries handed to a retry tier", ["topic"], registry=REGISTRY)
+DEAD_LETTERS = Counter(
+    "assethooks_dead_letters", "Records put on the dead-letter topic", ["kind"], registry=REGISTRY
+)
+DEAD_LETTER_RECORDS = Gauge(
+    "assethooks_dead_letter_records", "Records in the dead-letter topic", registry=REGISTRY
+)
+
+
+def record_consumer_stats(group: str, retry_topics: frozenset[str]) -> Callable[[str], None]:
+    """A librdkafka ``stats_cb`` that publishes consumer lag (and retry backlog for retry tiers)."""
+
+    def publish(raw: str) -> None:
+        try:
+            stats: dict[str, Any] = json.loads(raw)
+            for topic, details in stats.get("topics", {}).items():
+                backlog = 0
+                for partition, values in details.get("partitions", {}).items():
+                    lag = values.get("consumer_lag", -1)
+                    if partition == "-1" or lag < 0:
+                        continue
+                    CONSUMER_LAG.labels(group, topic, partition).set(lag)
+                    backlog += lag
+                if topic in retry_topics:
+                    RETRY_BACKLOG.labels(topic).set(backlog)
+        except (ValueError, AttributeError, TypeError) as exc:  # never let a stats format change hurt
+            log.debug("unreadable consumer statistics: %s", exc)
+
+    return publish
+
+
+async def serve_metrics(host: str, port: int) -> web.AppRunner:
+    """Start the ``/metrics`` endpoint; the caller cleans the runner up."""
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,202 @@
+"""Per-webhook lanes: bounded concurrency, per-asset order, and spilling when an endpoint is congested.
+
+Each webhook gets ``workers`` queues, each served by at most one worker coroutine at a time; a delivery
+goes to the queue its asset id hashes to, so one asset's deliveries to one webhook are attempted in the
+order they were submitted, while different assets run concurrently.
+
+A lane is congested when a delivery has waited ``spill_after`` seconds in it while an attempt has been
+running at least that long: the endpoint is slow or dead (a queue that is merely long because the process
+is busy does not count). Its queued deliveries, and new ones while it stays congested, are handed to
+``spill`` instead (the pipeline moves them to a retry tier without using an attempt), so records keep
+completing and one bad endpoint cannot hold the in-flight window that every other webhook shares. The lane
+takes deliveries again after an attempt that was quick, or once it is idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+log = logging.getLogger(__name__)
+
+
+class Routed(Protocol):
+    """What a lane needs to know of a delivery."""
+
+    @property
+    def lane(self) -> int:
+        """The lane (webhook id)."""
+        ...
+
+    @property
+    def affinity(self) -> str:
+        """Deliveries with the same affinity (asset id) keep their order within a lane."""
+        ...
+
+
+D = TypeVar("D", bound=Routed)
+
+
+@dataclass(eq=False)
+class _Item(Generic[D]):
+    delivery: D
+    done: asyncio.Future[None]
+    queued_at: float
+
+
+@dataclass(eq=False)
+class _Lane(Generic[D]):
+    queues: list[deque[_Item[D]]]
+    running: list[bool]
+    started: list[float | None]  # when each worker's current attempt began
+    busy: int = 0  # attempts in progress
+    queued: int = 0
+    congested: bool = False
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class Lanes(Generic[D]):
+    """Runs ``attempt`` for each submitted delivery, within its webhook's lane.
+
+    ``attempt(delivery)`` makes the attempt and returns a future that completes once its outcome is
+    durable; ``spill(delivery)`` hands a delivery on without attempting it. ``submit`` returns a future for
+    either.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int,
+        spill_after: float,
+        attempt: Callable[[D], Coroutine[Any, Any, asyncio.Future[None]]],
+        spill: Callable[[D], Coroutine[Any, Any, None]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._workers = workers
+        self._spill_after = spill_after
+        self._attempt = attempt
+        self._spill = spill
+        self._clock = clock
+        self._lanes: dict[int, _Lane[D]] = {}
+        self._monitor: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start watching for congestion."""
+        self._monitor = asyncio.get_running_loop().create_task(self._watch(), name="lanes")
+
+    async def close(self) -> None:
+        """Stop watching; queued work keeps running to its end."""
+        if self._monitor is not None:
+            self._monitor.cancel()
+            await asyncio.gather(self._monitor, return_exceptions=True)
+
+    def submit(self, delivery: D) -> asyncio.Future[None]:
+        """Queue ``delivery`` in its lane (or spill it, when the lane is congested)."""
+        loop = asyncio.get_running_loop()
+        item = _Item(delivery, loop.create_future(), self._clock())
+        lane = self._lanes.get(delivery.lane)
+        if lane is None:
+            lane = self._lanes[delivery.lane] = _Lane(
+                [deque() for _ in range(self._workers)], [False] * self._workers, [None] * self._workers
+            )
+        if lane.congested:
+            self._spill_item(item)
+            return item.done
+        index = hash(delivery.affinity) % self._workers
+        lane.queues[index].append(item)
+        lane.queued += 1
+        if not lane.running[index]:
+            lane.running[index] = True
+            task = loop.create_task(self._work(lane, index))
+            lane.tasks.add(task)
+            task.add_done_callback(lane.tasks.discard)
+        return item.done
+
+    def congested(self, lane: int) -> bool:
+        """True while the lane spills."""
+        found = self._lanes.get(lane)
+        return found is not None and found.congested
+
+    async def _work(self, lane: _Lane[D], index: int) -> None:
+        queue = lane.queues[index]
+        try:
+            while queue:
+                item = queue.popleft()
+                lane.queued -= 1
+                lane.busy += 1
+                began = lane.started[index] = self._clock()
+                try:
+                    settled = await self._attempt(item.delivery)
+                except Exception as exc:  # a bug: the record must not complete
+                    _settle(item.done, exc)
+                    continue
+                finally:
+                    lane.busy -= 1
+                    lane.started[index] = None
+                _follow(settled, item.done)
+                if lane.congested and (self._clock() - began < self._spill_after or not lane.busy):
+                    lane.congested = False
+        finally:
+            lane.running[index] = False
+
+    def _spill_item(self, item: _Item[D]) -> None:
+        task = asyncio.get_running_loop().create_task(self._spill(item.delivery))
+        _follow(task, item.done)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._spill_after / 4)
+            now = self._clock()
+            for lane_id, lane in self._lanes.items():
+                if not lane.queued:
+                    continue
+                oldest_wait = min(queue[0].queued_at for queue in lane.queues if queue)
+                oldest_run = min((began for began in lane.started if began is not None), default=now)
+                if now - oldest_wait < self._spill_after or now - oldest_run < self._spill_after:
+                    continue
+                if not lane.congested:
+                    log.warning(
+                        "webhook %d is congested: spilling its waiting deliveries to a retry tier", lane_id
+                    )
+                lane.congested = True
+                for queue in lane.queues:
+                    while queue:
+                        lane.queued -= 1
+                        self._spill_item(queue.popleft())
+
+
+def all_done(*parts: Awaitable[None]) -> asyncio.Future[None]:
+    """A future that completes when every part did, or fails with the first part that failed."""
+    gathered = asyncio.gather(*parts)
+    result: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def copy(done: asyncio.Future[list[None]]) -> None:
+        _settle(result, None if done.cancelled() else done.exception(), cancelled=done.cancelled())
+
+    gathered.add_done_callback(copy)
+    return result
+
+
+def _follow(source: asyncio.Future[None], target: asyncio.Future[None]) -> None:
+    """Complete ``target`` like ``source`` once ``source`` is done."""
+
+    def copy(done: asyncio.Future[None]) -> None:
+        _settle(target, None if done.cancelled() else done.exception(), cancelled=done.cancelled())
+
+    source.add_done_callback(copy)
+
+
+def _settle(target: asyncio.Future[None], error: BaseException | None, *, cancelled: bool = False) -> None:
+    if target.done():
+        return
+    if cancelled:
+        target.cancel()
+    elif error is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(None)

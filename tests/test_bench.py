@@ -1,0 +1,52 @@
+"""A smoke test of the benchmark harness: every scenario runs at tiny sizes and prints its figures.
+
+The figures of such a run mean nothing; `make bench` measures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import TestEnv
+from tests.support import ROOT
+
+
+def test_the_harness_runs_every_scenario_and_prints_the_table(env: TestEnv, postgres_server: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": env["kafka_bootstrap"],
+            "ASSETHOOKS_BENCH_POSTGRES_URL": postgres_server,
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    saved = Path(done.stdout.strip().splitlines()[-1].removeprefix("saved: "))
+    figures = json.loads(saved.read_text())["figures"]
+    measures = [(figure["scenario"], figure["measure"]) for figure in figures]
+    for scenario, start in [
+        ("throughput", "2,000 events"),
+        ("throughput", "same"),
+        ("fan-out", "200 events x 5 webhooks"),
+        ("latency", "500 ev/s p99"),
+        ("latency", "2000 ev/s p50"),
+        ("memory", "peak RSS draining 5"),
+        ("isolation", "healthy beside a dead endpoint"),
+    ]:
+        assert any(found == scenario and measure.startswith(start) for found, measure in measures), (
+            start,
+            measures,
+        )
+    assert all(figure["value"] > 0 for figure in figures)
+    assert "deliveries_total{delivered} = " in done.stdout  # the metrics scraped during the run
+    assert "scenario" in done.stdout
+    assert "target" in done.stdout
