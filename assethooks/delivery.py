@@ -7,8 +7,10 @@ connection error is a failed attempt, described by a ``DeliveryFailedError`` sub
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Final, Self
 
@@ -24,8 +26,15 @@ from assethooks.errors import (
     PermanentDeliveryError,
     TransportError,
 )
-from assethooks.guard import GuardedResolver, IPNetwork, check_host
-from assethooks.signing import sign
+from assethooks.guard import GuardedResolver, IPNetwork, check_host, parse_networks
+from assethooks.settings import Settings
+from assethooks.signing import (
+    NEXT_SIGNATURE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+    standard_signature,
+)
 from schemas.webhooks import Webhook
 
 USER_AGENT: Final = f"asset-webhooks/{__version__}"
@@ -44,20 +53,36 @@ class DeliveryRequest:
 
 
 def build_request(
-    webhook: Webhook, body: bytes, *, event: str, delivery_id: str, attempt: int, now: float
+    webhook: Webhook, body: bytes, *, event: str, delivery_id: str, attempt: int, now: datetime
 ) -> DeliveryRequest:
-    """The request for one attempt: seed headers, signature over ``body`` when a secret is set, then the
-    custom headers (which validation keeps from overriding any of the others)."""
+    """The request for one attempt: the seed's headers, the signature(s) of the webhook's scheme over the
+    exact ``body``, then the custom headers (which validation keeps from overriding any of the others).
+
+    During a secret rotation both secrets sign: with the seed scheme the previous secret signs
+    ``X-Asset-Webhook-Signature`` (receivers not yet updated keep working) and the new one
+    ``X-Asset-Webhook-Signature-Next``; with the standard scheme ``webhook-signature`` lists both.
+    """
+    timestamp = int(now.timestamp())
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "X-Asset-Webhook-Event": event,
-        "X-Asset-Webhook-Timestamp": str(int(now)),
+        TIMESTAMP_HEADER: str(timestamp),
         "X-Asset-Webhook-Delivery": delivery_id,
         "X-Asset-Webhook-Attempt": str(attempt),
     }
-    if webhook.secret is not None:
-        headers["X-Asset-Webhook-Signature"] = sign(webhook.secret.get_secret_value(), body)
+    secrets = webhook.signing_secrets(now)
+    if secrets and webhook.signature == "standard":
+        headers["webhook-id"] = delivery_id
+        headers["webhook-timestamp"] = str(timestamp)
+        headers["webhook-signature"] = " ".join(
+            standard_signature(secret, delivery_id, timestamp, body) for secret in secrets
+        )
+    elif len(secrets) == 2:
+        headers[SIGNATURE_HEADER] = sign(secrets[1], body)
+        headers[NEXT_SIGNATURE_HEADER] = sign(secrets[0], body)
+    elif secrets:
+        headers[SIGNATURE_HEADER] = sign(secrets[0], body)
     for name, value in webhook.headers.items():
         headers[name] = value.get_secret_value()
     return DeliveryRequest(webhook.url, body, headers)
@@ -82,19 +107,39 @@ class HttpSender:
     """Posts delivery requests through one shared aiohttp session with guarded name resolution."""
 
     def __init__(
-        self, *, timeout: float, allowed: tuple[IPNetwork, ...] = (), max_connections: int = 1000
+        self,
+        *,
+        timeout: float,
+        allowed: tuple[IPNetwork, ...] = (),
+        max_connections: int = 1000,
+        ca_bundle: str | None = None,
     ) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._allowed = allowed
         self._max_connections = max_connections
+        # Certificates are always verified: against the system's CAs, plus a private CA bundle if given.
+        self._tls = ssl.create_default_context()
+        if ca_bundle is not None:
+            self._tls.load_verify_locations(cafile=ca_bundle)
         self._session: aiohttp.ClientSession | None = None
         self._literal_checks: dict[str, BlockedDestinationError | None] = {}
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> HttpSender:
+        """A sender configured from the settings (timeout, allowed ranges, CA bundle, connection limit)."""
+        return cls(
+            timeout=settings.delivery_timeout,
+            allowed=parse_networks(settings.allowed_cidrs),
+            max_connections=settings.max_in_flight,
+            ca_bundle=settings.ca_bundle,
+        )
 
     async def __aenter__(self) -> Self:
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             limit_per_host=0,
             resolver=GuardedResolver(self._allowed),
+            ssl=self._tls,
             ttl_dns_cache=10,
         )
         self._session = aiohttp.ClientSession(

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 from assethooks.errors import BlockedDestinationError
 
@@ -33,7 +34,7 @@ _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     """The IPv4 addresses an IPv6 address carries: mapped, compatible, NAT64, 6to4 and Teredo forms."""
     found = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
-    if address in _NAT64 or address in _IPV4_COMPATIBLE:
+    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):  # :: and ::1 are IPv6's own
         found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
     return [embedded for embedded in found if embedded is not None]
 
@@ -41,14 +42,14 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address
 def address_allowed(address: IPAddress, allowed: Iterable[IPNetwork] = ()) -> bool:
     """True when deliveries may connect to ``address``."""
     ranges = tuple(allowed)
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(address)
-        if address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        elif embedded and not all(address_allowed(inner, ranges) for inner in embedded):
-            return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
     if any(address.version == network.version and address in network for network in ranges):
         return True
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded and not all(address_allowed(inner, ranges) for inner in embedded):
+            return False
     return address.is_global and not address.is_multicast
 
 
@@ -103,3 +104,21 @@ def check_host(host: str, allowed: Iterable[IPNetwork]) -> None:
     literal = ip_literal(host)
     if literal is not None:
         check_address(host, literal, allowed)
+
+
+def check_destination(url: str, allowed: Iterable[IPNetwork]) -> str | None:
+    """Check, when a webhook is saved, where its URL leads: raise ``BlockedDestinationError`` when the host
+    is or resolves to a refused address; return a warning when it cannot be resolved now (it is checked
+    again at every delivery)."""
+    ranges = tuple(allowed)
+    host = URL(url).raw_host or ""  # IDNA-normalised, as deliveries will use it
+    if ip_literal(host) is not None:
+        check_host(host, ranges)
+        return None
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        return f"cannot resolve {host} now ({exc}); deliveries will check it when they are sent"
+    for *_, address in found:
+        check_address(host, str(address[0]), ranges)
+    return None

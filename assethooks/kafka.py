@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from pydantic import SecretStr
 
 from assethooks import __version__
 from assethooks.errors import KafkaUnavailableError
@@ -24,14 +26,29 @@ def _report_error(error: KafkaError) -> None:
 
 
 def client_config(settings: Settings, role: str) -> dict[str, Any]:
-    """What every client shares: bootstrap, client id, and librdkafka's logs routed to ``logging``."""
-    return {
+    """What every client shares: bootstrap, security, client id, and librdkafka's logs routed to
+    ``logging``. Credentials are taken out of their ``SecretStr`` only here, at the edge."""
+    config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap,
+        "security.protocol": settings.kafka_security_protocol,
         "client.id": f"assethooks-{role}/{__version__}",
         "logger": LIBRDKAFKA_LOGGER,
         "error_cb": _report_error,
         "socket.connection.setup.timeout.ms": 5000,
     }
+    optional = {
+        "sasl.mechanism": settings.kafka_sasl_mechanism,
+        "sasl.username": settings.kafka_sasl_username,
+        "sasl.password": settings.kafka_sasl_password,
+        "ssl.ca.location": settings.kafka_ssl_ca_location,
+        "ssl.certificate.location": settings.kafka_ssl_certificate_location,
+        "ssl.key.location": settings.kafka_ssl_key_location,
+        "ssl.key.password": settings.kafka_ssl_key_password,
+    }
+    for key, value in optional.items():
+        if value is not None:
+            config[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return config
 
 
 def consumer_config(settings: Settings, role: str, group: str) -> dict[str, Any]:
@@ -68,14 +85,37 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient(client_config(settings, "admin"))
 
 
-def check_reachable(admin: AdminClient, settings: Settings, timeout: float = 5.0) -> None:
-    """Ask the cluster for its metadata; raise ``KafkaUnavailableError`` naming the bootstrap address."""
+def check_reachable(settings: Settings, timeout: float = 5.0) -> None:
+    """Ask the cluster for its metadata; raise ``KafkaUnavailableError`` naming the bootstrap address and
+    the most telling cause (a failed authentication or TLS handshake rather than "transport failure")."""
+    heard = _Collector()
+    probe = logging.Logger("assethooks.kafka-check")  # not registered: its lines are only read here
+    probe.addHandler(heard)
+    config: dict[str, Any] = {**client_config(settings, "admin"), "logger": probe}
+    admin = AdminClient(config)
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise KafkaUnavailableError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} ({_describe(exc)})"
-        ) from None
+        admin.poll(0)  # hand over the log lines queued meanwhile
+        telling = [found.group(1).strip() for line in heard.lines if (found := _TELLING.search(line))]
+        cause = telling[-1] if telling else _describe(exc)
+        raise KafkaUnavailableError(f"cannot reach Kafka at {settings.kafka_bootstrap} ({cause})") from None
+
+
+class _Collector(logging.Handler):
+    """Keeps librdkafka's log lines of one client."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the line."""
+        self.lines.append(record.getMessage())
+
+
+# librdkafka's log lines that say more than "transport failure" about why the cluster cannot be used.
+_TELLING = re.compile(r"((?:SASL|SSL)[^()]*)")
 
 
 def _describe(exc: KafkaException) -> str:
@@ -115,8 +155,8 @@ class TopicResult:
 
 def ensure_topics(settings: Settings, timeout: float = 8.0) -> list[TopicResult]:
     """Create the service's topics that do not exist yet; leave existing ones as they are."""
+    check_reachable(settings)
     admin = admin_client(settings)
-    check_reachable(admin, settings)
     existing = admin.list_topics(timeout=timeout).topics
     specs = topic_specs(settings)
     missing = [spec for spec in specs if spec.name not in existing]

@@ -24,13 +24,7 @@ def describe(request_headers: dict[str, str], body: bytes, secret: str | None, n
     if secret is None:
         verdict = "unsigned (no --secret given)"
     else:
-        problem = verify_delivery(
-            secret,
-            body,
-            request_headers.get("X-Asset-Webhook-Signature"),
-            request_headers.get("X-Asset-Webhook-Timestamp"),
-            now=now,
-        )
+        problem = verify_delivery(secret, body, request_headers, now=now)
         verdict = "signature ok" if problem is None else f"SIGNATURE REJECTED: {problem}"
     try:
         asset = json.loads(body).get("asset_id")

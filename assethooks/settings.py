@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 from functools import cached_property
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -54,6 +55,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
     kafka_bootstrap: str = "localhost:9092"
+    # Kafka connection security (librdkafka names in brackets): PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: str | None = None  # CA bundle (PEM) to verify the brokers
+    kafka_ssl_certificate_location: str | None = None  # client certificate (PEM), for mutual TLS
+    kafka_ssl_key_location: str | None = None
+    kafka_ssl_key_password: SecretStr | None = None
     database_url: SecretStr = SecretStr("sqlite:///assethooks.db")
 
     source_topic: str = "asset-events"
@@ -81,6 +91,11 @@ class Settings(BaseSettings):
     shutdown_timeout: Seconds = 25
     # Address ranges deliveries may reach although they are private or loopback (local demos, tests).
     allowed_cidrs: CidrList = ()
+    # CA bundle (PEM) trusted for HTTPS webhook URLs besides the system's, for private CAs.
+    ca_bundle: str | None = None
+    # Fernet keys (comma-separated, newest first) encrypting webhook secrets and custom header values at
+    # rest; without one they are stored as given. Make one with `assethooks secrets new-key`.
+    encryption_keys: SecretStr | None = None
 
     log_retention: PositiveSeconds = 30 * 86400
     log_level: str = "INFO"
@@ -91,6 +106,27 @@ class Settings(BaseSettings):
         for cidr in value:
             ipaddress.ip_network(cidr, strict=False)
         return value
+
+    @field_validator(
+        "ca_bundle", "kafka_ssl_ca_location", "kafka_ssl_certificate_location", "kafka_ssl_key_location"
+    )
+    @classmethod
+    def _readable_file(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _complete_kafka_security(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL"):
+            missing = [
+                f"{ENV_PREFIX}{name.upper()}"
+                for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"{self.kafka_security_protocol} needs {', '.join(missing)}")
+        return self
 
     @field_validator("database_url")
     @classmethod
@@ -126,6 +162,8 @@ class Settings(BaseSettings):
                 shown[name] = make_url(value.get_secret_value()).render_as_string(hide_password=True)
             elif isinstance(value, SecretStr):
                 shown[name] = "****" if value.get_secret_value() else ""
+            elif value is None:
+                shown[name] = ""
             elif name == "retry_schedule":
                 shown[name] = ",".join(format_duration(delay) for delay in value)
             elif isinstance(value, tuple):
@@ -143,6 +181,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         error = exc.errors()[0]
-        name = ENV_PREFIX + "_".join(str(part) for part in error["loc"][:1]).upper()
         message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # a rule about several settings names them itself
+            raise ConfigError(message) from None
+        name = ENV_PREFIX + str(error["loc"][0]).upper()
         raise ConfigError(f"{name}: {message}") from None

@@ -1,12 +1,19 @@
-"""Signatures of the seed documentation (§5): ``X-Asset-Webhook-Signature = hex HMAC-SHA256(secret, body)``.
+"""Signatures: the seed documentation's (§5), ``X-Asset-Webhook-Signature = hex HMAC-SHA256(secret, body)``,
+and Standard Webhooks' (standardwebhooks.com), ``webhook-signature: v1,base64(HMAC-SHA256(key,
+"{id}.{timestamp}.{body}"))`` with a ``whsec_`` secret.
 
-Pure functions; the receiver-side check compares in constant time.
+Pure functions; the receiver-side checks compare in constant time.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+
+SIGNATURE_HEADER = "X-Asset-Webhook-Signature"
+NEXT_SIGNATURE_HEADER = "X-Asset-Webhook-Signature-Next"  # the new secret's, during a rotation
+TIMESTAMP_HEADER = "X-Asset-Webhook-Timestamp"
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -19,24 +26,35 @@ def signature_matches(secret: str, body: bytes, signature: str) -> bool:
     return hmac.compare_digest(sign(secret, body), signature.strip().lower())
 
 
+def standard_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The Standard Webhooks ``v1,<base64>`` signature of ``body`` for ``message_id`` at ``timestamp``."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
 def verify_delivery(
     secret: str,
     body: bytes,
-    signature: str | None,
-    timestamp: str | None,
+    headers: dict[str, str],
     *,
     now: float,
     tolerance: float = 300.0,
 ) -> str | None:
     """Check a received delivery: ``None`` when it is genuine, else why not (one line).
 
-    For receivers: pass the raw request body and the ``X-Asset-Webhook-Signature`` and
-    ``X-Asset-Webhook-Timestamp`` headers. The signature is compared in constant time; the timestamp must
-    lie within ``tolerance`` seconds of ``now`` (the receiver's clock), which limits replays.
+    For receivers: pass the raw request body and the request headers. The signature (from
+    ``X-Asset-Webhook-Signature``, or during a secret rotation ``X-Asset-Webhook-Signature-Next``) is
+    compared in constant time; ``X-Asset-Webhook-Timestamp`` must lie within ``tolerance`` seconds of
+    ``now`` (the receiver's clock), which limits replays.
     """
-    if not signature:
-        return "no X-Asset-Webhook-Signature header"
-    if not signature_matches(secret, body, signature):
+    found = {name.lower(): value for name, value in headers.items()}
+    timestamp = found.get(TIMESTAMP_HEADER.lower())
+    signatures = [found.get(name.lower()) for name in (SIGNATURE_HEADER, NEXT_SIGNATURE_HEADER)]
+    present = [signature for signature in signatures if signature]
+    if not present:
+        return f"no {SIGNATURE_HEADER} header"
+    if not any(signature_matches(secret, body, signature) for signature in present):
         return "signature does not match the body"
     try:
         sent = int(timestamp or "")

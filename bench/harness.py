@@ -157,13 +157,15 @@ def peak_rss_mb(pid: int) -> float:
 def wait_for(
     sink: Nginx, target: int, *, timeout: float, process: subprocess.Popen[bytes]
 ) -> tuple[float, float]:
-    """Wait until the sink answered ``target`` requests; return when the first and the last arrived."""
+    """Wait until the sink answered ``target`` requests in all; return when the first request after the
+    call and the last one arrived."""
     first = last = 0.0
+    before = sink.requests()
     deadline = time.monotonic() + timeout
     while True:
         count = sink.requests()
         now = time.monotonic()
-        if count and not first:
+        if count > before and not first:
             first = now
         if count >= target:
             last = now

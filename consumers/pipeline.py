@@ -112,7 +112,7 @@ class DeliveryPipeline:
             event=delivery.event,
             delivery_id=delivery.delivery_id,
             attempt=delivery.attempt,
-            now=self._clock().timestamp(),
+            now=self._clock(),
         )
         return self._settle(delivery, await self._sender.send(request))
 

@@ -20,9 +20,9 @@ from assethooks.clock import utc_now
 from assethooks.delivery import HttpSender
 from assethooks.durations import format_duration
 from assethooks.errors import AssetHooksError, StoreUnavailableError
-from assethooks.guard import parse_networks
 from assethooks.kafka import consumer_config, ensure_topics, producer_config
 from assethooks.operator.records import partitions_of, watermarks
+from assethooks.secrets import SecretBox
 from assethooks.settings import Settings
 from assethooks.store.db import make_engine
 from assethooks.store.delivery_log import DeliveryLogWriter, purge_attempts
@@ -61,8 +61,10 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
     for result in results:
         if result.created:
             log.info("created topic %s", result.spec.name)
+    keys = settings.encryption_keys
+    store = WebhookStore(engine, box=SecretBox(None if keys is None else keys.get_secret_value()))
     subscriptions = SubscriptionCache(
-        WebhookStore(engine), [event.value for event in EventName], interval=settings.webhook_refresh_interval
+        store, [event.value for event in EventName], interval=settings.webhook_refresh_interval
     )
     await subscriptions.start()
     producer = AsyncProducer(producer_config(settings, "handoff"))
@@ -71,11 +73,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
     log_writer.start()
     retention = asyncio.create_task(keep_log_retention(engine, settings.log_retention), name="log-retention")
     try:
-        async with HttpSender(
-            timeout=settings.delivery_timeout,
-            allowed=parse_networks(settings.allowed_cidrs),
-            max_connections=settings.max_in_flight,
-        ) as sender:
+        async with HttpSender.for_settings(settings) as sender:
             pipeline = DeliveryPipeline(settings, sender, log_writer, Handoff(producer, settings.dlq_topic))
             pipeline.start()
             try:

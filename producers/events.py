@@ -18,7 +18,7 @@ from typing import Self
 from confluent_kafka import KafkaError, Message, Producer
 
 from assethooks.errors import InvalidEventError
-from assethooks.kafka import admin_client, check_reachable, producer_config
+from assethooks.kafka import check_reachable, producer_config
 from assethooks.settings import Settings
 from schemas.events import AssetEvent, EventName, parse_event
 
@@ -45,7 +45,7 @@ class EventPublisher:
     """Validates and publishes asset events to the source topic."""
 
     def __init__(self, settings: Settings, *, timeout: float = 30.0) -> None:
-        check_reachable(admin_client(settings), settings)
+        check_reachable(settings)
         self._topic = settings.source_topic
         self._timeout = timeout
         self._producer = Producer(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator, model_validator
 
 from assethooks.errors import InvalidWebhookError
 from schemas.events import EventName
@@ -34,6 +36,24 @@ DELIVERY_HEADERS: Final = frozenset(
 )
 DELIVERY_HEADER_PREFIX: Final = "x-asset-webhook-"
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+SignatureScheme = Literal["seed", "standard"]
+STANDARD_PREFIX: Final = "whsec_"
+
+
+def check_standard_secret(secret: str) -> None:
+    """Check a Standard Webhooks secret: ``whsec_`` then base64 of 24 to 64 random bytes."""
+    if not secret.startswith(STANDARD_PREFIX):
+        raise ValueError(
+            "a standard signature secret starts with whsec_ (generate one with --generate-secret)"
+        )
+    try:
+        key = base64.b64decode(secret.removeprefix(STANDARD_PREFIX), validate=True)
+    except binascii.Error:
+        raise ValueError("a whsec_ secret must be base64 after its prefix") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError("a whsec_ secret must hold 24 to 64 bytes")
 
 
 def is_delivery_header(name: str) -> bool:
@@ -90,6 +110,7 @@ class WebhookSpec(BaseModel):
     secret: SecretStr | None = None
     headers: dict[str, SecretStr] = {}
     active: bool = True
+    signature: SignatureScheme = "seed"
 
     @field_validator("name")
     @classmethod
@@ -139,6 +160,14 @@ class WebhookSpec(BaseModel):
                 raise ValueError(f"header {name!r} value must be one line")
         return value
 
+    @model_validator(mode="after")
+    def _secret_fits_scheme(self) -> WebhookSpec:
+        if self.signature == "standard":
+            if self.secret is None:
+                raise ValueError("the standard signature needs a secret (whsec_…)")
+            check_standard_secret(self.secret.get_secret_value())
+        return self
+
     def subscribes_to(self, event: str) -> bool:
         """True when this webhook is active and asked for ``event``."""
         return self.active and (self.events is None or event in self.events)
@@ -156,6 +185,7 @@ class WebhookSpec(BaseModel):
             "secret": None if self.secret is None else self.secret.get_secret_value(),
             "headers": {name: value.get_secret_value() for name, value in self.headers.items()},
             "active": self.active,
+            "signature": self.signature,
         }
 
 
@@ -165,6 +195,18 @@ class Webhook(WebhookSpec):
     id: int
     created_at: datetime
     updated_at: datetime
+    previous_secret: SecretStr | None = None  # still signs, beside the new one, until the time below
+    previous_secret_until: datetime | None = None
+
+    def signing_secrets(self, now: datetime) -> tuple[str, ...]:
+        """The secrets that sign at ``now``: the current one, then the previous one during a rotation."""
+        if self.secret is None:
+            return ()
+        current = self.secret.get_secret_value()
+        previous, until = self.previous_secret, self.previous_secret_until
+        if previous is not None and until is not None and now < until:
+            return (current, previous.get_secret_value())
+        return (current,)
 
     def masked(self) -> dict[str, Any]:
         """The webhook for display: secret and custom header values replaced by ``****``."""
@@ -176,6 +218,10 @@ class Webhook(WebhookSpec):
             "secret": None if self.secret is None else MASK,
             "headers": dict.fromkeys(self.headers, MASK),
             "active": self.active,
+            "signature": self.signature,
+            "previous_secret_until": None
+            if self.previous_secret_until is None
+            else self.previous_secret_until.isoformat(),
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }

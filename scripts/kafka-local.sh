@@ -9,6 +9,8 @@
 #   KAFKA_LOCAL_DIR        where jars, data and logs live (default <project>/.local/kafka, git-ignored)
 #   KAFKA_HEAP_OPTS        JVM heap (default -Xms256m -Xmx512m)
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 90)
+#   KAFKA_SASL_PORT        also listen with SASL_PLAINTEXT (mechanism PLAIN) on this port
+#   KAFKA_SASL_USERS       the PLAIN users of that listener, "name:password,name:password"
 #
 # start is idempotent (a running broker is left alone), stop is idempotent, and status exits 0 only when
 # the broker answers a Kafka ApiVersions request on the port.
@@ -64,16 +66,26 @@ fetch_jars() {
 
 write_config() {
   mkdir -p "$RUN/data" "$RUN/logs"
+  local listeners="PLAINTEXT://127.0.0.1:$PORT" sasl=""
+  if [[ -n ${KAFKA_SASL_PORT:-} ]]; then
+    listeners="$listeners,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT"
+    local users="" pair
+    IFS=',' read -ra pairs <<<"${KAFKA_SASL_USERS:-}"
+    for pair in "${pairs[@]}"; do users="$users user_${pair%%:*}=\"${pair#*:}\""; done
+    sasl="sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$users;"
+  fi
   cat >"$RUN/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 # Static quorum: the data directory stays valid across restarts whatever the ports.
 controller.quorum.voters=1@127.0.0.1:$CPORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+listeners=$listeners,CONTROLLER://127.0.0.1:$CPORT
+advertised.listeners=$listeners
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+$sasl
 log.dirs=$RUN/data
 num.partitions=1
 default.replication.factor=1

@@ -156,7 +156,7 @@ def env(kafka_bootstrap: str, tmp_path: Path) -> TestEnv:
             "ASSETHOOKS_RETRIER_GROUP": f"retrier-{tag}",
             "ASSETHOOKS_PARTITIONS": "3",
             "ASSETHOOKS_RETRY_SCHEDULE": "1s,1s",
-            "ASSETHOOKS_ALLOWED_CIDRS": "127.0.0.0/8",
+            "ASSETHOOKS_ALLOWED_CIDRS": "127.0.0.0/8,::1/128",
             "ASSETHOOKS_WEBHOOK_REFRESH_INTERVAL": "0.5",
             "ASSETHOOKS_SHUTDOWN_TIMEOUT": "10s",
         }

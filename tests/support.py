@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -55,7 +56,14 @@ class Received:
         return next((value for key, value in self.headers.items() if key.lower() == lowered), None)
 
 
-Behaviour = int | str | tuple[float, int]  # a status; "hang" (never answer); (seconds to wait, status)
+@dataclass(frozen=True)
+class Redirect:
+    """Answer 302 with this Location."""
+
+    location: str
+
+
+Behaviour = int | str | tuple[float, int] | Redirect  # a status; "hang"; (seconds to wait, status)
 
 
 @dataclass
@@ -71,7 +79,9 @@ class Receiver:
     to ``/x`` with 500, then 200 (or ``then``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
+        self.host = host
+        self._tls = tls
         self._requests: list[Received] = []
         self._routes: dict[str, _Route] = {}
         self._lock = threading.Lock()
@@ -91,7 +101,7 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        await web.TCPSite(self._runner, self.host, 0, ssl_context=self._tls).start()
         self.port = self._runner.addresses[0][1]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -102,6 +112,8 @@ class Receiver:
             behaviour = route.plan.popleft() if route.plan else route.then
         if behaviour == "hang":
             await asyncio.sleep(3600)
+        if isinstance(behaviour, Redirect):
+            return web.Response(status=302, headers={"Location": behaviour.location})
         if isinstance(behaviour, tuple):
             await asyncio.sleep(behaviour[0])
             behaviour = behaviour[1]
@@ -110,7 +122,9 @@ class Receiver:
 
     def url(self, path: str = "/hook") -> str:
         """The URL of ``path`` on this receiver."""
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "https" if self._tls else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}{path}"
 
     def plan(self, path: str, *behaviours: Behaviour, then: Behaviour = 200) -> None:
         """Answer the next requests to ``path`` with ``behaviours``, and later ones with ``then``."""

@@ -156,7 +156,12 @@ def test_a_request_carries_the_seed_headers_then_the_custom_ones() -> None:
     hook = webhook(secret="topsecret", headers={"X-Api-Key": "k1"})
     body = event_json()
     request = build_request(
-        hook, body, event="asset.created", delivery_id="d-1", attempt=2, now=1_700_000_000.9
+        hook,
+        body,
+        event="asset.created",
+        delivery_id="d-1",
+        attempt=2,
+        now=datetime.fromtimestamp(1_700_000_000.9, UTC),
     )
     assert request.body is body
     assert request.headers == {
@@ -169,7 +174,7 @@ def test_a_request_carries_the_seed_headers_then_the_custom_ones() -> None:
         "X-Asset-Webhook-Signature": sign("topsecret", body),
         "X-Api-Key": "k1",
     }
-    unsigned = build_request(webhook(), body, event="asset.created", delivery_id="d-1", attempt=1, now=0)
+    unsigned = build_request(webhook(), body, event="asset.created", delivery_id="d-1", attempt=1, now=NOW)
     assert "X-Asset-Webhook-Signature" not in unsigned.headers
 
 
@@ -272,15 +277,16 @@ def test_durations_read_and_write_the_short_forms() -> None:
 
 def test_a_receiver_verifies_signature_and_timestamp() -> None:
     body = event_json()
-    signature = sign("s", body)
-    assert verify_delivery("s", body, signature, "1000", now=1100) is None
-    assert verify_delivery("s", body, None, "1000", now=1000) == "no X-Asset-Webhook-Signature header"
-    assert verify_delivery("other", body, signature, "1000", now=1000) == "signature does not match the body"
-    assert (
-        verify_delivery("s", body, signature, "soon", now=1000)
-        == "missing or malformed X-Asset-Webhook-Timestamp header"
+    good = {"X-Asset-Webhook-Signature": sign("s", body), "X-Asset-Webhook-Timestamp": "1000"}
+    assert verify_delivery("s", body, good, now=1100) is None
+    assert verify_delivery("s", body, {"x-asset-webhook-timestamp": "1000"}, now=1000) == (
+        "no X-Asset-Webhook-Signature header"
     )
-    assert (
-        verify_delivery("s", body, signature, "1000", now=1400)
-        == "timestamp 1000 is more than 300s away from now"
+    assert verify_delivery("other", body, good, now=1000) == "signature does not match the body"
+    assert verify_delivery("s", body, {**good, "X-Asset-Webhook-Timestamp": "soon"}, now=1000) == (
+        "missing or malformed X-Asset-Webhook-Timestamp header"
     )
+    assert verify_delivery("s", body, good, now=1400) == "timestamp 1000 is more than 300s away from now"
+    rotating = {**good, "X-Asset-Webhook-Signature-Next": sign("new", body)}
+    assert verify_delivery("new", body, rotating, now=1000) is None
+    assert verify_delivery("s", body, rotating, now=1000) is None

@@ -17,6 +17,7 @@ from assethooks.errors import (
     NotFoundError,
     StoreUnavailableError,
 )
+from assethooks.secrets import SecretBox
 from assethooks.settings import Settings, load_settings
 from assethooks.store.db import make_engine
 from assethooks.store.migrate import require_current
@@ -52,9 +53,15 @@ class App:
         return self.engine
 
     @cached_property
+    def box(self) -> SecretBox:
+        """How webhook secrets are stored (encrypted when keys are configured)."""
+        keys = self.settings.encryption_keys
+        return SecretBox(None if keys is None else keys.get_secret_value())
+
+    @cached_property
     def webhooks(self) -> WebhookStore:
         """The webhook subscriptions."""
-        return WebhookStore(self.migrated_engine)
+        return WebhookStore(self.migrated_engine, box=self.box)
 
     def close(self) -> None:
         """Release the database connections, if any were opened."""

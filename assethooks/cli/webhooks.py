@@ -4,7 +4,11 @@ disable). Secrets and custom header values are masked in every output."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import sys
 from collections.abc import Callable
+from datetime import timedelta
+from secrets import token_bytes, token_urlsafe
 from typing import Any, TypeVar
 
 import click
@@ -12,7 +16,9 @@ import click
 from assethooks.cli.base import App, pass_app
 from assethooks.cli.output import echo_fields, echo_json, echo_table, short
 from assethooks.clock import utc_now
-from assethooks.errors import DeliveryFailedError, InvalidWebhookError
+from assethooks.durations import format_duration, parse_duration
+from assethooks.errors import BlockedDestinationError, DeliveryFailedError, InvalidWebhookError
+from assethooks.guard import check_destination, parse_networks
 from assethooks.operator.deliveries import send_test_delivery
 from schemas.webhooks import Webhook, validate_webhook
 
@@ -59,6 +65,7 @@ def _show(webhook: Webhook, as_json: bool) -> None:
 
 
 def _warn_plain_http(url: str) -> None:
+    """Advise https, as the seed's best practices do."""
     if url.lower().startswith("http://"):
         click.echo(
             "Warning: the URL is plain http; use https so payloads and signatures travel encrypted.", err=True
@@ -67,6 +74,10 @@ def _warn_plain_http(url: str) -> None:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+secret_options: list[Callable[[F], F]] = [
+    click.option("--secret", help="Secret key for the HMAC-SHA256 signature ('-' reads it from stdin)."),
+    click.option("--generate-secret", is_flag=True, help="Generate a strong secret and print it once."),
+]
 event_options: list[Callable[[F], F]] = [
     click.option(
         "--event", "events", multiple=True, metavar="EVENT", help="Event to subscribe to (repeatable)."
@@ -93,7 +104,14 @@ def webhooks() -> None:
 @click.option("--name", required=True, help='Webhook name, e.g. "Sync to ERP".')
 @click.option("--url", required=True, help="Endpoint that accepts POST requests.")
 @_with(event_options)
-@click.option("--secret", help="Secret key for the HMAC-SHA256 signature.")
+@_with(secret_options)
+@click.option(
+    "--signature",
+    type=click.Choice(["seed", "standard"]),
+    default="seed",
+    show_default=True,
+    help="seed: X-Asset-Webhook-Signature; standard: Standard Webhooks (whsec_ secrets).",
+)
 @click.option(
     "--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Custom header (repeatable)."
 )
@@ -107,25 +125,61 @@ def create(
     events: tuple[str, ...],
     all_events: bool,
     secret: str | None,
+    generate_secret: bool,
+    signature: str,
     headers: tuple[str, ...],
     inactive: bool,
     as_json: bool,
 ) -> None:
     """Create a webhook."""
+    chosen = _secret(secret, generate_secret, signature)
     spec = validate_webhook(
         name=name,
         url=url,
-        secret=secret,
+        secret=chosen,
+        signature=signature,
         headers=_parse_headers(headers),
         active=not inactive,
         **_events_choice(events, all_events, required=True),
     )
+    _check_destination(app, spec.url)
     webhook = app.webhooks.create(spec)
-    _warn_plain_http(webhook.url)
     if as_json:
         echo_json(webhook.masked())
     else:
         click.echo(f"Created webhook {webhook.id} ({webhook.name}) -> {webhook.url}")
+    if generate_secret:
+        _show_generated(chosen)
+
+
+def _secret(given: str | None, generate: bool, scheme: str) -> str | None:
+    """The secret chosen on the command line: given, read from stdin (``-``), or generated."""
+    if given is not None and generate:
+        raise InvalidWebhookError("use either --secret or --generate-secret, not both")
+    if generate:
+        if scheme == "standard":
+            return "whsec_" + base64.b64encode(token_bytes(32)).decode()
+        return token_urlsafe(32)
+    if given == "-":
+        line: str = sys.stdin.readline()
+        return line.strip()
+    return given
+
+
+def _show_generated(secret: str | None) -> None:
+    # The one place a secret is printed: the operator asked for a new one and must hand it on.
+    click.echo(f"Secret (shown once, give it to the receiver): {secret}")
+
+
+def _check_destination(app: App, url: str) -> None:
+    """Refuse a URL whose host is or resolves to a refused address; warn about plain http."""
+    try:
+        warning = check_destination(url, parse_networks(app.settings.allowed_cidrs))
+    except BlockedDestinationError as exc:
+        raise InvalidWebhookError(str(exc)) from None
+    if warning:
+        click.echo(f"Warning: {warning}", err=True)
+    _warn_plain_http(url)
 
 
 @webhooks.command("list")
@@ -154,8 +208,9 @@ def show(app: App, webhook_id: int, as_json: bool) -> None:
 @click.option("--name", help="New name.")
 @click.option("--url", help="New endpoint URL.")
 @_with(event_options)
-@click.option("--secret", help="New secret key.")
+@click.option("--secret", help="New secret key ('-' reads it from stdin); see also rotate-secret.")
 @click.option("--no-secret", is_flag=True, help="Remove the secret (deliveries go unsigned).")
+@click.option("--signature", type=click.Choice(["seed", "standard"]), help="Signature scheme.")
 @click.option(
     "--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Replace the custom headers."
 )
@@ -172,18 +227,20 @@ def update(
     all_events: bool,
     secret: str | None,
     no_secret: bool,
+    signature: str | None,
     headers: tuple[str, ...],
     no_headers: bool,
     active: bool | None,
     as_json: bool,
 ) -> None:
     """Change a webhook; fields not given stay as they are."""
+    secret = _secret(secret, False, "seed")
     if secret is not None and no_secret:
         raise InvalidWebhookError("use either --secret or --no-secret, not both")
     if headers and no_headers:
         raise InvalidWebhookError("use either --header or --no-headers, not both")
     changes: dict[str, Any] = _events_choice(events, all_events, required=False)
-    given = {"name": name, "url": url, "secret": secret, "active": active}
+    given = {"name": name, "url": url, "secret": secret, "active": active, "signature": signature}
     changes.update({field: value for field, value in given.items() if value is not None})
     if no_secret:
         changes["secret"] = None
@@ -191,13 +248,40 @@ def update(
         changes["headers"] = _parse_headers(headers)
     if not changes:
         raise InvalidWebhookError("nothing to change: give at least one option (see --help)")
-    webhook = app.webhooks.update(webhook_id, **changes)
     if url is not None:
-        _warn_plain_http(webhook.url)
+        _check_destination(app, url)
+    webhook = app.webhooks.update(webhook_id, **changes)
     if as_json:
         echo_json(webhook.masked())
     else:
         click.echo(f"Updated webhook {webhook.id} ({webhook.name})")
+
+
+@webhooks.command("rotate-secret")
+@click.argument("webhook_id", type=int)
+@_with(secret_options)
+@click.option("--grace", default="24h", show_default=True, help="How long the old secret keeps signing too.")
+@pass_app
+def rotate_secret(app: App, webhook_id: int, secret: str | None, generate_secret: bool, grace: str) -> None:
+    """Replace the secret; during the grace period deliveries are signed with both secrets."""
+    webhook = app.webhooks.get(webhook_id)
+    chosen = _secret(secret, generate_secret, webhook.signature)
+    if chosen is None:
+        raise InvalidWebhookError(
+            "give the new secret with --secret (or '-' for stdin), or --generate-secret"
+        )
+    seconds = parse_duration(grace)
+    rotated = app.webhooks.rotate_secret(webhook_id, chosen, timedelta(seconds=seconds))
+    until = rotated.previous_secret_until
+    if until is None:
+        click.echo(f"Webhook {rotated.id} ({rotated.name}) now signs with the new secret only")
+    else:
+        click.echo(
+            f"Webhook {rotated.id} ({rotated.name}) signs with both secrets for {format_duration(seconds)}, "
+            f"until {until.isoformat(timespec='seconds')}"
+        )
+    if generate_secret:
+        _show_generated(chosen)
 
 
 @webhooks.command("delete")

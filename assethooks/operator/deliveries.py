@@ -13,7 +13,6 @@ from confluent_kafka import Message
 from sqlalchemy import Engine
 
 from assethooks.delivery import AttemptResult, HttpSender, build_request
-from assethooks.guard import parse_networks
 from assethooks.operator.records import RecordWriter, read_at
 from assethooks.settings import Settings
 from assethooks.store.delivery_log import LogEntry, LoggedAttempt, insert_entries, newest_attempt
@@ -46,12 +45,8 @@ async def send_test_delivery(
     """Send the test payload to ``webhook`` (active or not) through the delivery code, and log it."""
     body = json.dumps(sample_test_event(now), separators=(",", ":")).encode()
     delivery_id = str(uuid.uuid4())
-    request = build_request(
-        webhook, body, event=TEST_EVENT, delivery_id=delivery_id, attempt=1, now=now.timestamp()
-    )
-    async with HttpSender(
-        timeout=settings.delivery_timeout, allowed=parse_networks(settings.allowed_cidrs)
-    ) as sender:
+    request = build_request(webhook, body, event=TEST_EVENT, delivery_id=delivery_id, attempt=1, now=now)
+    async with HttpSender.for_settings(settings) as sender:
         result = await sender.send(request)
     entry = LogEntry(
         webhook_id=webhook.id,

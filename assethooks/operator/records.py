@@ -43,7 +43,7 @@ def _reader(settings: Settings) -> Consumer:
 def partitions_of(settings: Settings, topic: str) -> list[int]:
     """The partitions of ``topic`` (none when it does not exist)."""
     admin = admin_client(settings)
-    check_reachable(admin, settings)
+    check_reachable(settings)
     found = admin.list_topics(topic, timeout=10).topics.get(topic)
     if found is None or found.error is not None:
         return []
@@ -171,7 +171,7 @@ class RecordWriter:
     """An idempotent producer for operator commands; ``flush`` raises unless every record was acknowledged."""
 
     def __init__(self, settings: Settings) -> None:
-        check_reachable(admin_client(settings), settings)
+        check_reachable(settings)
         self._producer = Producer({**producer_config(settings, "operator"), "message.timeout.ms": 30000})
         self._failures: list[str] = []
 

@@ -145,7 +145,7 @@ def rewind_group(settings: Settings, to: datetime) -> dict[int, int]:
     """Set the dispatcher group's offsets to the first record at or after ``to``; refuse while it runs."""
     group = settings.dispatcher_group
     admin = admin_client(settings)
-    check_reachable(admin, settings)
+    check_reachable(settings)
     try:
         described = admin.describe_consumer_groups([group])[group].result(timeout=10)
     except KafkaException as exc:

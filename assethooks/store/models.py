@@ -68,6 +68,9 @@ class WebhookRow(Base):
     active: Mapped[bool]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    signature: Mapped[str] = mapped_column(String(20), server_default="seed")
+    previous_secret: Mapped[str | None] = mapped_column(String(1000))
+    previous_secret_until: Mapped[datetime | None]
 
 
 class DeliveryLogRow(Base):

@@ -1,8 +1,13 @@
-"""Webhook subscriptions in the SQL store: create, read, update, delete, enable, disable."""
+"""Webhook subscriptions in the SQL store: create, read, update, delete, rotate the secret.
+
+Secrets and custom header values go through a ``SecretBox``: encrypted at rest when encryption keys are
+configured, as given otherwise.
+"""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -10,7 +15,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from assethooks.clock import Clock, utc_now
-from assethooks.errors import NotFoundError
+from assethooks.errors import InvalidWebhookError, NotFoundError
+from assethooks.secrets import SecretBox
 from assethooks.store.db import guarded, session_scope
 from assethooks.store.models import WebhookRow
 from schemas.webhooks import Webhook, WebhookSpec, first_problem
@@ -18,41 +24,14 @@ from schemas.webhooks import Webhook, WebhookSpec, first_problem
 log = logging.getLogger(__name__)
 
 
-def _to_model(row: WebhookRow) -> Webhook:
-    return Webhook(
-        id=row.id,
-        name=row.name,
-        url=row.url,
-        events=row.events,
-        secret=row.secret,
-        headers=row.headers,
-        active=row.active,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def _valid_or_none(row: WebhookRow) -> Webhook | None:
-    try:
-        return _to_model(row)
-    except ValidationError as exc:
-        log.error("webhook %d is stored with invalid fields and is ignored: %s", row.id, first_problem(exc))
-        return None
-
-
-def _fill(row: WebhookRow, spec: WebhookSpec) -> None:
-    plain = spec.plain()
-    row.name, row.url, row.events = plain["name"], plain["url"], plain["events"]
-    row.secret, row.headers, row.active = plain["secret"], plain["headers"], plain["active"]
-
-
 class WebhookStore:
     """Reads and writes webhook subscriptions; every write is one transaction."""
 
-    def __init__(self, engine: Engine, clock: Clock = utc_now) -> None:
+    def __init__(self, engine: Engine, clock: Clock = utc_now, box: SecretBox | None = None) -> None:
         self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._clock = clock
+        self._box = box or SecretBox()
 
     def create(self, spec: WebhookSpec) -> Webhook:
         """Save a new webhook and return it with its id."""
@@ -60,11 +39,11 @@ class WebhookStore:
         def run() -> Webhook:
             now = self._clock()
             row = WebhookRow(created_at=now, updated_at=now)
-            _fill(row, spec)
+            self._fill(row, spec)
             with session_scope(self._sessions) as session:
                 session.add(row)
                 session.flush()
-                return _to_model(row)
+                return self._to_model(row)
 
         return guarded(self._engine, run)
 
@@ -73,19 +52,19 @@ class WebhookStore:
 
         def run() -> Webhook:
             with self._sessions() as session:
-                return _to_model(self._row(session, webhook_id))
+                return self._to_model(self._row(session, webhook_id))
 
         return guarded(self._engine, run)
 
     def list(self, *, active_only: bool = False) -> list[Webhook]:
-        """Every webhook (or every active one), by id."""
+        """Every webhook (or every active one), by id; a row that no longer validates is left out."""
 
         def run() -> list[Webhook]:
             query = select(WebhookRow).order_by(WebhookRow.id)
             if active_only:
                 query = query.where(WebhookRow.active.is_(True))
             with self._sessions() as session:
-                return [webhook for row in session.scalars(query) if (webhook := _valid_or_none(row))]
+                return [webhook for row in session.scalars(query) if (webhook := self._valid_or_none(row))]
 
         return guarded(self._engine, run)
 
@@ -95,10 +74,46 @@ class WebhookStore:
         def run() -> Webhook:
             with session_scope(self._sessions) as session:
                 row = self._row(session, webhook_id)
-                _fill(row, _to_model(row).with_changes(**changes))
+                self._fill(row, self._to_model(row).with_changes(**changes))
                 row.updated_at = self._clock()
                 session.flush()
-                return _to_model(row)
+                return self._to_model(row)
+
+        return guarded(self._engine, run)
+
+    def rotate_secret(self, webhook_id: int, new_secret: str, grace: timedelta) -> Webhook:
+        """Make ``new_secret`` the secret; the current one keeps signing beside it for ``grace``."""
+
+        def run() -> Webhook:
+            with session_scope(self._sessions) as session:
+                row = self._row(session, webhook_id)
+                current = self._to_model(row)
+                if current.secret is None:
+                    raise InvalidWebhookError(
+                        f"webhook {webhook_id} has no secret to rotate; set one with update"
+                    )
+                self._fill(row, current.with_changes(secret=new_secret))
+                now = self._clock()
+                row.previous_secret = self._box.seal(current.secret.get_secret_value()) if grace else None
+                row.previous_secret_until = now + grace if grace else None
+                row.updated_at = now
+                session.flush()
+                return self._to_model(row)
+
+        return guarded(self._engine, run)
+
+    def reseal(self) -> int:
+        """Store every secret and header value again in the box's form (to start or rotate encryption)."""
+
+        def run() -> int:
+            with session_scope(self._sessions) as session:
+                rows = list(session.scalars(select(WebhookRow)))
+                for row in rows:
+                    webhook = self._to_model(row)
+                    self._fill(row, webhook)
+                    if webhook.previous_secret is not None:
+                        row.previous_secret = self._box.seal(webhook.previous_secret.get_secret_value())
+                return len(rows)
 
         return guarded(self._engine, run)
 
@@ -108,7 +123,7 @@ class WebhookStore:
         def run() -> Webhook:
             with session_scope(self._sessions) as session:
                 row = self._row(session, webhook_id)
-                gone = _to_model(row)
+                gone = self._to_model(row)
                 session.delete(row)
                 return gone
 
@@ -120,3 +135,37 @@ class WebhookStore:
         if row is None:
             raise NotFoundError(f"no webhook with id {webhook_id}")
         return row
+
+    def _to_model(self, row: WebhookRow) -> Webhook:
+        opened = self._box.open
+        return Webhook(
+            id=row.id,
+            name=row.name,
+            url=row.url,
+            events=row.events,
+            secret=None if row.secret is None else opened(row.secret),
+            headers={name: opened(value) for name, value in row.headers.items()},
+            active=row.active,
+            signature=row.signature,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            previous_secret=None if row.previous_secret is None else opened(row.previous_secret),
+            previous_secret_until=row.previous_secret_until,
+        )
+
+    def _valid_or_none(self, row: WebhookRow) -> Webhook | None:
+        try:
+            return self._to_model(row)
+        except ValidationError as exc:
+            log.error(
+                "webhook %d is stored with invalid fields and is ignored: %s", row.id, first_problem(exc)
+            )
+            return None
+
+    def _fill(self, row: WebhookRow, spec: WebhookSpec) -> None:
+        plain = spec.plain()
+        seal = self._box.seal
+        row.name, row.url, row.events = plain["name"], plain["url"], plain["events"]
+        row.secret = None if plain["secret"] is None else seal(plain["secret"])
+        row.headers = {name: seal(value) for name, value in plain["headers"].items()}
+        row.active, row.signature = plain["active"], plain["signature"]
