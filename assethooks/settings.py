@@ -98,6 +98,19 @@ class Settings(BaseSettings):
     encryption_keys: SecretStr | None = None
 
     log_retention: PositiveSeconds = 30 * 86400
+
+    # The alerts cron producer and the asset-state projection it reads.
+    projector_group: str = "assethooks-projector"
+    warranty_window: PositiveSeconds = 30 * 86400
+    maintenance_window: PositiveSeconds = 7 * 86400
+    alert_claim_lease: PositiveSeconds = 600  # a claimed alert not sent within this is claimed again
+    # Where the projection finds its facts: looked up in an event's `data`, then in its `asset`.
+    field_warranty_end: str = "warranty_end_date"
+    field_maintenance_date: str = "maintenance_date"
+    field_checkout_due: str = "due_date"
+    field_checkout_id: str = "checkout_id"
+    field_quantity: str = "quantity"
+    field_min_quantity: str = "min_quantity"
     log_level: str = "INFO"
 
     @field_validator("allowed_cidrs")

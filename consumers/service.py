@@ -16,6 +16,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from assethooks import metrics
+from assethooks.alerts import FieldNames
 from assethooks.clock import utc_now
 from assethooks.delivery import HttpSender
 from assethooks.durations import format_duration
@@ -30,6 +31,7 @@ from assethooks.store.migrate import require_current
 from assethooks.store.webhooks import WebhookStore
 from consumers.dispatcher import Dispatcher
 from consumers.pipeline import DeliveryPipeline
+from consumers.projector import Projector
 from consumers.retrier import Retrier
 from consumers.runtime import ConsumerRuntime, Handler
 from consumers.subscriptions import SubscriptionCache
@@ -39,7 +41,7 @@ from schemas.events import EventName
 
 log = logging.getLogger(__name__)
 
-ROLES = ("dispatcher", "retrier")
+ROLES = ("dispatcher", "retrier", "projector")
 STATS_EVERY_MS = 5000  # librdkafka statistics (consumer lag) for the metrics
 
 
@@ -50,6 +52,7 @@ class Services:
     settings: Settings
     pipeline: DeliveryPipeline
     subscriptions: SubscriptionCache
+    projector: Projector
 
 
 @asynccontextmanager
@@ -77,7 +80,12 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
             pipeline = DeliveryPipeline(settings, sender, log_writer, Handoff(producer, settings.dlq_topic))
             pipeline.start()
             try:
-                yield Services(settings, pipeline, subscriptions)
+                projector = Projector(engine, FieldNames.from_settings(settings))
+                projector.start()
+                try:
+                    yield Services(settings, pipeline, subscriptions, projector)
+                finally:
+                    await projector.close()
             finally:
                 await pipeline.close()
     finally:
@@ -133,6 +141,7 @@ def runtimes(shared: Services, roles: Collection[str]) -> list[ConsumerRuntime]:
             list(settings.retry_topics),
             Retrier(shared.pipeline, shared.subscriptions),
         ),
+        "projector": (settings.projector_group, [settings.source_topic], shared.projector),
     }
     found = []
     for role in ROLES:

@@ -47,8 +47,19 @@ pids+=($!)
 step "publishing $(wc -l <"$EVENTS") sample events"
 "$BIN/assethooks" publish --file "$EVENTS"
 
+step "an asset whose warranty ends in 10 days, and the alerts cron producer"
+asset=$((1000 + $(date +%s) % 100000)) # a new asset each run, so each run shows a new alert
+"$BIN/assethooks" publish --event asset.created --asset-id "$asset" \
+  --asset "{\"id\": $asset, \"name\": \"Dell Latitude 7440\", \"warranty_end_date\": \"$(date -u -d '+10 days' +%F)\"}"
+for _ in $(seq 1 40); do # the projector (in `run all`) must have seen the asset first
+  out=$("$BIN/assethooks" run alerts --once)
+  echo "$out"
+  grep -qE "[1-9][0-9]* sent|[1-9][0-9]* already sent" <<<"$out" && break
+  sleep 0.5
+done
+
 step "deliveries as they arrive"
-expected=$(wc -l <"$EVENTS")
+expected=$(($(wc -l <"$EVENTS") + 2)) # the samples, the new asset and its warranty alert
 deadline=$((SECONDS + 60))
 shown=0
 while ((shown < expected)); do

@@ -154,6 +154,7 @@ def env(kafka_bootstrap: str, tmp_path: Path) -> TestEnv:
             "ASSETHOOKS_DLQ_TOPIC": f"dlq-{tag}",
             "ASSETHOOKS_DISPATCHER_GROUP": f"dispatcher-{tag}",
             "ASSETHOOKS_RETRIER_GROUP": f"retrier-{tag}",
+            "ASSETHOOKS_PROJECTOR_GROUP": f"projector-{tag}",
             "ASSETHOOKS_PARTITIONS": "3",
             "ASSETHOOKS_RETRY_SCHEDULE": "1s,1s",
             "ASSETHOOKS_ALLOWED_CIDRS": "127.0.0.0/8,::1/128",

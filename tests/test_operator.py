@@ -405,7 +405,7 @@ def test_rewinding_the_dispatcher_group_needs_it_stopped(
         assert refused.code == 2
         assert (
             refused.err.strip()
-            == f"Error: the dispatcher group {env['dispatcher_group']} has 1 running members: stop them first"
+            == f"Error: the group {env['dispatcher_group']} has 1 running members: stop them first"
         )
     rewound = cli("replay", "--rewind-group", "--to", (NOW - 2.5 * hour).isoformat(), env=env.values)
     assert rewound.code == 0, rewound.err

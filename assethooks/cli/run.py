@@ -1,4 +1,5 @@
-"""``assethooks run dispatcher|retrier|all``: the long-running consumer-group processes.
+"""``assethooks run dispatcher|retrier|projector|all|alerts``: the long-running processes, and the alerts
+cron producer.
 
 SIGTERM or SIGINT stops fetching, finishes (or leaves uncommitted) the work in flight, commits and exits 0.
 """
@@ -7,16 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
+from datetime import UTC, datetime
 
 import click
 
 from assethooks.cli.base import App, pass_app
+from assethooks.clock import utc_now
+from assethooks.durations import parse_duration
+from assethooks.errors import InvalidInputError
 from assethooks.logging_setup import configure_logging
 from consumers.service import ROLES, serve
+from producers.alerts import produce_alerts
 
 
 @click.command("run")
-@click.argument("role", type=click.Choice([*ROLES, "all"]))
+@click.argument("role", type=click.Choice([*ROLES, "all", "alerts"]))
 @click.option("--log-level", default=None, help="Log level (default: ASSETHOOKS_LOG_LEVEL or INFO).")
 @click.option("--json-logs", is_flag=True, help="Write logs as JSON lines.")
 @click.option(
@@ -25,13 +32,30 @@ from consumers.service import ROLES, serve
 @click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address of the metrics endpoint."
 )
+@click.option("--once", is_flag=True, help="alerts: one run, then exit (for cron or a CronJob).")
+@click.option("--every", help="alerts: run in a loop, e.g. 1h.")
+@click.option("--now", "at", help="alerts with --once: the time to compute alerts for (ISO 8601).")
 @pass_app
 def run(
-    app: App, role: str, log_level: str | None, json_logs: bool, metrics_port: int | None, metrics_host: str
+    app: App,
+    role: str,
+    log_level: str | None,
+    json_logs: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+    once: bool,
+    every: str | None,
+    at: str | None,
 ) -> None:
-    """Run the dispatcher, the retrier, or both in one process (small installs)."""
+    """Run the dispatcher, the retrier, the projector, all three in one process (small installs), or the
+    alerts producer (`run alerts --once` or `--every 1h`)."""
     settings = app.settings
-    configure_logging(log_level or settings.log_level, json_lines=json_logs, batched=True)
+    configure_logging(log_level or settings.log_level, json_lines=json_logs, batched=role != "alerts")
+    if role == "alerts":
+        _alerts(app, once, every, at)
+        return
+    if once or every or at:
+        raise InvalidInputError("--once, --every and --now are for `run alerts`")
     roles = ROLES if role == "all" else (role,)
 
     async def main() -> None:
@@ -43,6 +67,36 @@ def run(
         await serve(settings, roles, stop, metrics_address=address)
 
     asyncio.run(main())
+
+
+def _alerts(app: App, once: bool, every: str | None, at: str | None) -> None:
+    if once == (every is not None):
+        raise InvalidInputError("run alerts needs either --once or --every DURATION")
+    if at is not None and not once:
+        raise InvalidInputError("--now goes with --once")
+    pause = None if every is None else parse_duration(every)
+    while True:
+        now = utc_now() if at is None else _moment(at)
+        report = produce_alerts(app.settings, app.migrated_engine, now)
+        for key, reason in report.failed:
+            click.echo(f"alert {key} not sent: {reason}", err=True)
+        click.echo(
+            f"{report.due} alerts due at {now.isoformat(timespec='seconds')}: {len(report.sent)} sent, "
+            f"{report.already} already sent, {len(report.failed)} failed"
+        )
+        if pause is None:
+            if report.failed:
+                click.get_current_context().exit(1)
+            return
+        time.sleep(pause)  # a cron loop: the next run is not due before
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInputError(f"--now: not an ISO 8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 COMMANDS = [run]

@@ -141,21 +141,28 @@ def replay_range(
     return report
 
 
-def rewind_group(settings: Settings, to: datetime) -> dict[int, int]:
-    """Set the dispatcher group's offsets to the first record at or after ``to``; refuse while it runs."""
-    group = settings.dispatcher_group
-    admin = admin_client(settings)
+def rewind_group(settings: Settings, to: datetime | None, group: str | None = None) -> dict[int, int]:
+    """Move a consumer group of the source topic (the dispatcher's by default) to the first record at or
+    after ``to``, or to the beginning when ``to`` is ``None``; refuse while a member of it runs."""
+    group = group or settings.dispatcher_group
     check_reachable(settings)
+    admin = admin_client(settings)
     try:
         described = admin.describe_consumer_groups([group])[group].result(timeout=10)
     except KafkaException as exc:
         raise KafkaUnavailableError(f"cannot describe group {group}: {exc}") from None
     if described.members:
         raise InvalidInputError(
-            f"the dispatcher group {group} has {len(described.members)} running members: stop them first"
+            f"the group {group} has {len(described.members)} running members: stop them first"
         )
     topic = settings.source_topic
-    offsets = offsets_at(settings, topic, partitions_of(settings, topic), to)
+    partitions = partitions_of(settings, topic)
+    if to is None:
+        offsets = {
+            partition: low for partition, (low, _high) in watermarks(settings, topic, partitions).items()
+        }
+    else:
+        offsets = offsets_at(settings, topic, partitions, to)
     positions = [TopicPartition(topic, partition, offset) for partition, offset in sorted(offsets.items())]
     try:
         done = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, positions)])

@@ -128,3 +128,36 @@ class DeadLetterRow(Base):
     dead_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(20))
     resolved_at: Mapped[datetime | None]
+
+
+class AssetStateRow(Base):
+    """What the alerts need to know of one asset, projected from the asset stream."""
+
+    __tablename__ = "asset_states"
+
+    asset_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)  # the last ``asset`` object seen
+    gone: Mapped[bool]  # deleted or liquidated: no more alerts
+    warranty_end: Mapped[str | None] = mapped_column(String(10))  # ISO date
+    maintenance_date: Mapped[str | None] = mapped_column(String(10))
+    checkout_key: Mapped[str | None] = mapped_column(String(100))  # identifies the open checkout
+    checkout_due: Mapped[datetime | None]
+    quantity: Mapped[float | None] = mapped_column(Float)
+    min_quantity: Mapped[float | None] = mapped_column(Float)
+    stock_drops: Mapped[int]  # how many times the stock went below its minimum
+    last_partition: Mapped[int]
+    last_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
+class AlertRow(Base):
+    """One alert condition: claimed by a producer, then sent; the key makes each condition alert once."""
+
+    __tablename__ = "alerts"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event: Mapped[str] = mapped_column(String(100))
+    asset_id: Mapped[str] = mapped_column(String(100))
+    claimed_at: Mapped[datetime]
+    claimed_by: Mapped[str] = mapped_column(String(100))
+    sent_at: Mapped[datetime | None]

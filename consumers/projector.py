@@ -1,0 +1,100 @@
+"""The projector: reads ``asset-events`` and keeps the asset-state projection the alerts read.
+
+Records are applied in batches, in partition order, one transaction per batch; a record's offset is stored
+once its batch is committed. Applying an event twice changes nothing (each state remembers the last position
+it applied), so a redelivery or a rebuild from the start gives the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
+
+from confluent_kafka import Message
+from sqlalchemy import Engine
+
+from assethooks.alerts import FieldNames
+from assethooks.clock import Clock, utc_now
+from assethooks.errors import InvalidEventError, StoreUnavailableError
+from assethooks.store.assets import project
+from consumers.dispatcher import record_key
+from consumers.runtime import coordinates
+from schemas.events import AssetEvent, parse_event
+
+log = logging.getLogger(__name__)
+
+Item = tuple[str, AssetEvent, tuple[int, int]]
+
+
+class Projector:
+    """Applies asset events to the projection (a ``consumers.runtime.Handler``)."""
+
+    def __init__(
+        self, engine: Engine, fields: FieldNames, *, interval: float = 0.05, clock: Clock = utc_now
+    ) -> None:
+        self._engine = engine
+        self._fields = fields
+        self._interval = interval
+        self._clock = clock
+        self._pending: list[tuple[Item | None, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="projection")
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start writing batches."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="projection")
+
+    async def close(self) -> None:
+        """Stop (what is pending stays uncommitted and is read again next time)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    def schedule(self, record: Message) -> Awaitable[None]:
+        """Queue one record; its future completes when its batch is committed."""
+        item: Item | None = None
+        try:
+            event = parse_event(record.value())
+            asset_id = record_key(record) or event.asset_key
+            if asset_id:
+                _topic, partition, offset = coordinates(record)
+                item = (asset_id, event, (partition, offset))
+        except InvalidEventError:
+            pass  # the dispatcher dead-letters invalid records; nothing to project
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, done))
+        self._wake.set()
+        return done
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(self._interval)
+            batch, self._pending = self._pending, []
+            items = [item for item, _ in batch if item is not None]
+            pause = 0.5
+            while True:
+                try:
+                    await loop.run_in_executor(
+                        self._executor, project, self._engine, items, self._fields, self._clock()
+                    )
+                    break
+                except StoreUnavailableError as exc:
+                    log.warning("projection not written, retrying in %.1fs: %s", pause, exc)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 10.0)
+                except Exception as exc:  # a bug: these records must not be committed
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    batch = []
+                    break
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
