@@ -17,6 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+from sqlalchemy.engine import make_url
+
 from assethooks.kafka import ensure_topics
 from assethooks.settings import Settings
 from assethooks.store.db import make_engine
@@ -289,6 +292,20 @@ QUICK = Sizes(
 SCENARIOS = ("throughput", "fanout", "latency", "memory", "isolation")
 
 
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server of ``server_url``, dropped afterwards."""
+    admin = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 class Bench:
     """The scenarios, against one nginx sink and one black hole."""
 
@@ -329,10 +346,11 @@ class Bench:
         fill(self.bootstrap, env.settings.source_topic, count)
         self.against_raw("throughput", f"{count:,} events, 1 webhook", env, count, show=True)
         if self.postgres:
-            env = self.environment(database_url=self.postgres)
-            env.add_webhook(self.sink.url("/pg"))
-            fill(self.bootstrap, env.settings.source_topic, count)
-            self.against_raw("throughput", "same, delivery log in PostgreSQL", env, count)
+            with fresh_database(self.postgres) as url:
+                env = self.environment(database_url=url)
+                env.add_webhook(self.sink.url("/pg"))
+                fill(self.bootstrap, env.settings.source_topic, count)
+                self.against_raw("throughput", "same, delivery log in PostgreSQL", env, count)
 
     def fanout(self) -> None:
         """Every event to many webhooks."""

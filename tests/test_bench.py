@@ -11,10 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TestEnv
 from tests.support import ROOT
 
 
+@pytest.mark.timeout(900)
 def test_the_harness_runs_every_scenario_and_prints_the_table(env: TestEnv, postgres_server: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick"],
