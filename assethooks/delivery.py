@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Final, Self
 
@@ -22,6 +24,7 @@ from assethooks.errors import (
     BlockedDestinationError,
     DeliveryFailedError,
     DeliveryTimeoutError,
+    EndpointGoneError,
     HttpStatusError,
     PermanentDeliveryError,
     TransportError,
@@ -187,7 +190,7 @@ class HttpSender:
                 if not response.content.at_eof():
                     response.close()  # do not keep a connection with an unread answer
                 answer = raw[:RESPONSE_KEEP].decode("utf-8", errors="replace")
-                failure = _status_failure(status, response.headers.get("Location"), answer)
+                failure = _status_failure(status, response.headers, answer)
         except PermanentDeliveryError as exc:
             failure = exc
         except TimeoutError:
@@ -200,9 +203,35 @@ class HttpSender:
         return AttemptResult(status, duration_ms, answer, failure)
 
 
-def _status_failure(status: int, location: str | None, answer: str) -> DeliveryFailedError | None:
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """The wait a ``Retry-After`` header asks for: delay-seconds or an HTTP date (``None`` if neither)."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _status_failure(status: int, headers: Mapping[str, str], answer: str) -> DeliveryFailedError | None:
     if 200 <= status < 300:
         return None
+    location = headers.get("Location")
+    if status == 410:
+        return EndpointGoneError("HTTP 410: the endpoint is gone", status_code=status, response_body=answer)
+    if status in {429, 503}:
+        wait = retry_after_seconds(headers.get("Retry-After"), time.time())
+        if wait is not None:
+            return HttpStatusError(
+                f"HTTP {status}, retry after {wait:.0f}s",
+                status_code=status,
+                response_body=answer,
+                retry_after=wait,
+            )
     if 300 <= status < 400:
         target = f" to {location}" if location else ""
         return HttpStatusError(

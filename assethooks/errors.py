@@ -15,9 +15,11 @@
         ├── RetryableDeliveryError       worth another attempt: the schedule decides when
         │   ├── HttpStatusError          the endpoint answered with a non-2xx status
         │   ├── DeliveryTimeoutError     no complete answer within the delivery timeout
-        │   └── TransportError           connection refused/reset, DNS failure, TLS failure
+        │   ├── TransportError           connection refused/reset, DNS failure, TLS failure
+        │   └── CircuitOpenError         not sent: the endpoint kept failing, its circuit breaker is open
         └── PermanentDeliveryError       another attempt cannot succeed: straight to the DLQ
             ├── BlockedDestinationError  the URL resolves to an address deliveries may not reach
+            ├── EndpointGoneError        the endpoint answered 410 Gone: the webhook is disabled
             └── WebhookUnavailableError  the webhook was deleted or disabled meanwhile
 
 Whether a failed attempt is retried is decided by its class, never by matching message text.
@@ -66,7 +68,8 @@ class DeliveryFailedError(AssetHooksError):
     """One delivery attempt did not end with a 2xx answer.
 
     ``status_code`` is the HTTP status when the endpoint answered, ``response_body`` the first bytes of its
-    answer (decoded leniently) and ``location`` the ``Location`` header of a redirect.
+    answer (decoded leniently), ``location`` the ``Location`` header of a redirect and ``retry_after`` the
+    seconds a 429 or 503 answer asked to wait.
     """
 
     retryable = False
@@ -78,11 +81,20 @@ class DeliveryFailedError(AssetHooksError):
         status_code: int | None = None,
         response_body: str | None = None,
         location: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.response_body = response_body
         self.location = location
+        self.retry_after = retry_after
+
+    @property
+    def trips_breaker(self) -> bool:
+        """True when the failure says the endpoint is unwell (5xx, 429, timeout, no connection), as
+        opposed to a request it refused (other 4xx)."""
+        code = self.status_code
+        return code is None or code >= 500 or code in {408, 429}
 
 
 class RetryableDeliveryError(DeliveryFailedError):
@@ -103,12 +115,20 @@ class TransportError(RetryableDeliveryError):
     """The request could not be sent or its answer read: refused, reset, DNS or TLS failure."""
 
 
+class CircuitOpenError(RetryableDeliveryError):
+    """The attempt was not sent: the endpoint's circuit breaker is open after repeated failures."""
+
+
 class PermanentDeliveryError(DeliveryFailedError):
     """A failed attempt that no later attempt can fix without an operator."""
 
 
 class BlockedDestinationError(PermanentDeliveryError):
     """The webhook URL resolves to an address that deliveries may not reach."""
+
+
+class EndpointGoneError(PermanentDeliveryError):
+    """The endpoint answered 410 Gone: it asks for no more deliveries, so the webhook is disabled."""
 
 
 class WebhookUnavailableError(PermanentDeliveryError):

@@ -8,7 +8,9 @@
 - ``assethooks_retry_backlog{topic}``: tasks waiting in each retry tier (the retrier group's lag);
 - ``assethooks_handoffs_total{topic}``: deliveries handed to a retry tier;
 - ``assethooks_dead_letters_total{kind}``: records this process put on the dead-letter topic;
-- ``assethooks_dead_letter_records``: records the dead-letter topic holds (from its offsets).
+- ``assethooks_dead_letter_records``: records the dead-letter topic holds (from its offsets);
+- ``assethooks_webhooks_disabled_total``: webhooks switched off (410 Gone, or failing too long);
+- ``assethooks_circuits_opened_total``, ``assethooks_open_circuits``: circuit breakers.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ DEAD_LETTERS = Counter(
 DEAD_LETTER_RECORDS = Gauge(
     "assethooks_dead_letter_records", "Records in the dead-letter topic", registry=REGISTRY
 )
+WEBHOOKS_DISABLED = Counter(
+    "assethooks_webhooks_disabled", "Webhooks switched off (410 Gone, or failing too long)", registry=REGISTRY
+)
+CIRCUITS_OPENED = Counter("assethooks_circuits_opened", "Circuit breakers opened", registry=REGISTRY)
+OPEN_CIRCUITS = Gauge("assethooks_open_circuits", "Webhooks whose circuit is open now", registry=REGISTRY)
 
 
 def record_consumer_stats(group: str, retry_topics: frozenset[str]) -> Callable[[str], None]:

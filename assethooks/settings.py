@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     max_in_flight_per_webhook: int = Field(64, ge=1)
     # How long a delivery may wait for its busy webhook before it moves to a retry tier (unattempted).
     spill_after: PositiveSeconds = 1
+    # Endpoint etiquette: a Retry-After is honoured up to this long; a circuit opens after this many
+    # failures in a row (0: never) for the cooldown, doubling up to the maximum; a webhook failing without
+    # a success for this long is disabled (its pending deliveries go to the dead-letter topic).
+    retry_after_max: PositiveSeconds = 3600
+    breaker_failures: int = Field(10, ge=0)
+    breaker_cooldown: PositiveSeconds = 30
+    breaker_max_cooldown: PositiveSeconds = 600
+    auto_disable_after: PositiveSeconds = 5 * 86400
     webhook_refresh_interval: PositiveSeconds = 2
     shutdown_timeout: Seconds = 25
     # Address ranges deliveries may reach although they are private or loopback (local demos, tests).
@@ -161,6 +169,14 @@ class Settings(BaseSettings):
     def retry_topics(self) -> tuple[str, ...]:
         """The retry-tier topics, one per distinct delay, shortest delay first."""
         return tuple(self.retry_topic_for(delay) for delay in sorted(set(self.retry_schedule)))
+
+    def tier_for(self, delay: float) -> float:
+        """The shortest tier whose waits (within the jitter) reach ``delay``, else the longest tier."""
+        reach = 1 + self.retry_jitter
+        return next(
+            (tier for tier in sorted(set(self.retry_schedule)) if tier * reach >= delay),
+            max(self.retry_schedule),
+        )
 
     def retry_topic_for(self, delay: float) -> str:
         """The topic of the retry tier that holds tasks for ``delay`` seconds."""

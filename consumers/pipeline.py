@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,10 +14,18 @@ from datetime import datetime, timedelta
 from assethooks import metrics
 from assethooks.clock import Clock, utc_now
 from assethooks.delivery import AttemptResult, HttpSender, build_request
-from assethooks.errors import DeliveryFailedError, PermanentDeliveryError, RecordTooLargeError
+from assethooks.errors import (
+    CircuitOpenError,
+    DeliveryFailedError,
+    EndpointGoneError,
+    PermanentDeliveryError,
+    RecordTooLargeError,
+)
 from assethooks.retry import next_retry
 from assethooks.settings import Settings
 from assethooks.store.delivery_log import DeliveryLogWriter, LogEntry
+from consumers.breaker import Breakers, Transition
+from consumers.health import WebhookHealth
 from consumers.lanes import Lanes, all_done
 from producers.handoff import Handoff
 from schemas.tasks import AttemptRecord, DeadLetter, DeadLetterKind, DeliveryTask, SourceRef
@@ -76,6 +85,7 @@ class DeliveryPipeline:
         sender: HttpSender,
         log_writer: DeliveryLogWriter,
         handoff: Handoff,
+        health: WebhookHealth,
         *,
         clock: Clock = utc_now,
         draw: Callable[[], float] = random.random,
@@ -84,8 +94,14 @@ class DeliveryPipeline:
         self._sender = sender
         self._log_writer = log_writer
         self._handoff = handoff
+        self._health = health
         self._clock = clock
         self._draw = draw
+        self._breakers = Breakers(
+            threshold=settings.breaker_failures,
+            cooldown=settings.breaker_cooldown,
+            max_cooldown=settings.breaker_max_cooldown,
+        )
         self._lanes: Lanes[Delivery] = Lanes(
             workers=settings.max_in_flight_per_webhook,
             spill_after=settings.spill_after,
@@ -114,7 +130,25 @@ class DeliveryPipeline:
             attempt=delivery.attempt,
             now=self._clock(),
         )
-        return self._settle(delivery, await self._sender.send(request))
+        webhook_id = delivery.webhook.id
+        if not self._breakers.allow(webhook_id, time.monotonic()):
+            skipped = CircuitOpenError("not sent: the circuit is open after repeated failures")
+            return self._settle(delivery, AttemptResult(None, 0.0, None, skipped))
+        result = await self._sender.send(request)
+        failure = result.failure
+        self._health.record(webhook_id, ok=failure is None, at=self._clock())
+        trips = failure is not None and failure.trips_breaker
+        changed = self._breakers.record(webhook_id, ok=failure is None, trips=trips, now=time.monotonic())
+        if changed is Transition.OPENED:
+            metrics.CIRCUITS_OPENED.inc()
+            metrics.OPEN_CIRCUITS.inc()
+            log.warning(
+                "circuit opened for webhook %d: its deliveries skip to their next retry tier", webhook_id
+            )
+        elif changed is Transition.CLOSED:
+            metrics.OPEN_CIRCUITS.dec()
+            log.warning("circuit closed for webhook %d: deliveries are sent again", webhook_id)
+        return self._settle(delivery, result)
 
     def _settle(self, delivery: Delivery, result: AttemptResult) -> asyncio.Future[None]:
         """Log the attempt and, when it failed, hand the delivery on; the future completes once both are
@@ -210,11 +244,19 @@ class DeliveryPipeline:
         history = (*delivery.history, record)
         in_budget = delivery.attempt - delivery.attempt_base
         step = next_retry(in_budget, self._settings.retry_schedule, self._settings.retry_jitter, self._draw())
-        if failure.retryable and step is not None:
-            task = delivery.task(
-                attempt=delivery.attempt + 1, not_before=now + timedelta(seconds=step.delay), history=history
+        if isinstance(failure, EndpointGoneError):
+            self._health.gone(
+                delivery.webhook.id, f"the endpoint answered 410 Gone at {now.isoformat(timespec='seconds')}"
             )
-            topic = self._settings.retry_topic_for(step.tier_delay)
+        if failure.retryable and step is not None:
+            delay = step.delay
+            if failure.retry_after is not None:  # the endpoint said when: not sooner (within reason)
+                delay = max(delay, min(failure.retry_after, self._settings.retry_after_max))
+            task = delivery.task(
+                attempt=delivery.attempt + 1, not_before=now + timedelta(seconds=delay), history=history
+            )
+            tier = step.tier_delay if delay == step.delay else self._settings.tier_for(delay)
+            topic = self._settings.retry_topic_for(tier)
             try:
                 await self._handoff.to_retry(topic, task, delivery.body)
                 metrics.HANDOFFS.labels(topic).inc()

@@ -30,6 +30,7 @@ from assethooks.store.delivery_log import DeliveryLogWriter, purge_attempts
 from assethooks.store.migrate import require_current
 from assethooks.store.webhooks import WebhookStore
 from consumers.dispatcher import Dispatcher
+from consumers.health import WebhookHealth
 from consumers.pipeline import DeliveryPipeline
 from consumers.projector import Projector
 from consumers.retrier import Retrier
@@ -77,7 +78,11 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
     retention = asyncio.create_task(keep_log_retention(engine, settings.log_retention), name="log-retention")
     try:
         async with HttpSender.for_settings(settings) as sender:
-            pipeline = DeliveryPipeline(settings, sender, log_writer, Handoff(producer, settings.dlq_topic))
+            health = WebhookHealth(store, auto_disable_after=settings.auto_disable_after)
+            health.start()
+            pipeline = DeliveryPipeline(
+                settings, sender, log_writer, Handoff(producer, settings.dlq_topic), health
+            )
             pipeline.start()
             try:
                 projector = Projector(engine, FieldNames.from_settings(settings))
@@ -88,6 +93,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
                     await projector.close()
             finally:
                 await pipeline.close()
+                await health.close()
     finally:
         retention.cancel()
         await asyncio.gather(retention, return_exceptions=True)

@@ -197,6 +197,8 @@ class Webhook(WebhookSpec):
     updated_at: datetime
     previous_secret: SecretStr | None = None  # still signs, beside the new one, until the time below
     previous_secret_until: datetime | None = None
+    disabled_reason: str | None = None  # set when it was switched off automatically
+    failing_since: datetime | None = None
 
     def signing_secrets(self, now: datetime) -> tuple[str, ...]:
         """The secrets that sign at ``now``: the current one, then the previous one during a rotation."""
@@ -219,12 +221,16 @@ class Webhook(WebhookSpec):
             "headers": dict.fromkeys(self.headers, MASK),
             "active": self.active,
             "signature": self.signature,
-            "previous_secret_until": None
-            if self.previous_secret_until is None
-            else self.previous_secret_until.isoformat(),
+            "previous_secret_until": _iso(self.previous_secret_until),
+            "disabled_reason": self.disabled_reason,
+            "failing_since": _iso(self.failing_since),
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def validate_webhook(**fields: Any) -> WebhookSpec:

@@ -63,7 +63,15 @@ class Redirect:
     location: str
 
 
-Behaviour = int | str | tuple[float, int] | Redirect  # a status; "hang"; (seconds to wait, status)
+@dataclass(frozen=True)
+class Answer:
+    """Answer with this status and these headers."""
+
+    status: int
+    headers: dict[str, str]
+
+
+Behaviour = int | str | tuple[float, int] | Redirect | Answer  # a status; "hang"; (seconds, status)
 
 
 @dataclass
@@ -114,6 +122,8 @@ class Receiver:
             await asyncio.sleep(3600)
         if isinstance(behaviour, Redirect):
             return web.Response(status=302, headers={"Location": behaviour.location})
+        if isinstance(behaviour, Answer):
+            return web.Response(status=behaviour.status, headers=behaviour.headers, text="answer")
         if isinstance(behaviour, tuple):
             await asyncio.sleep(behaviour[0])
             behaviour = behaviour[1]

@@ -54,6 +54,7 @@ def _summary(webhook: Webhook) -> dict[str, Any]:
         "events": "all" if webhook.events is None else len(webhook.events),
         "secret": "set" if webhook.secret else "-",
         "active": webhook.active,
+        "why": short(webhook.disabled_reason, 60),
     }
 
 
@@ -191,7 +192,10 @@ def list_(app: App, as_json: bool) -> None:
     if as_json:
         echo_json([webhook.masked() for webhook in found])
         return
-    echo_table([_summary(webhook) for webhook in found], ["id", "name", "url", "events", "secret", "active"])
+    columns = ["id", "name", "url", "events", "secret", "active"]
+    if any(webhook.disabled_reason for webhook in found):
+        columns.append("why")
+    echo_table([_summary(webhook) for webhook in found], columns)
 
 
 @webhooks.command("show")

@@ -71,6 +71,8 @@ class WebhookRow(Base):
     signature: Mapped[str] = mapped_column(String(20), server_default="seed")
     previous_secret: Mapped[str | None] = mapped_column(String(1000))
     previous_secret_until: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(Text)  # why it was switched off automatically
+    failing_since: Mapped[datetime | None]  # first failure after the last success
 
 
 class DeliveryLogRow(Base):

@@ -7,11 +7,12 @@ configured, as given otherwise.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from assethooks.clock import Clock, utc_now
@@ -75,6 +76,8 @@ class WebhookStore:
             with session_scope(self._sessions) as session:
                 row = self._row(session, webhook_id)
                 self._fill(row, self._to_model(row).with_changes(**changes))
+                if changes.get("active") is True:  # switched on again: its failing past is over
+                    row.disabled_reason = row.failing_since = None
                 row.updated_at = self._clock()
                 session.flush()
                 return self._to_model(row)
@@ -99,6 +102,50 @@ class WebhookStore:
                 row.updated_at = now
                 session.flush()
                 return self._to_model(row)
+
+        return guarded(self._engine, run)
+
+    def record_health(self, healthy: Iterable[int], failing: Mapping[int, datetime]) -> None:
+        """Note webhooks that just succeeded (no longer failing) and those that fail (failing since the
+        given time, unless they already were)."""
+        ok, bad = list(healthy), dict(failing)
+
+        def run() -> None:
+            with self._engine.begin() as connection:
+                if ok:
+                    connection.execute(
+                        update(WebhookRow).where(WebhookRow.id.in_(ok)).values(failing_since=None)
+                    )
+                for webhook_id, since in bad.items():
+                    connection.execute(
+                        update(WebhookRow)
+                        .where(WebhookRow.id == webhook_id, WebhookRow.failing_since.is_(None))
+                        .values(failing_since=since)
+                    )
+
+        guarded(self._engine, run)
+
+    def disable(self, webhook_id: int, reason: str) -> Webhook | None:
+        """Switch an active webhook off and say why; ``None`` when it was already off or is gone."""
+
+        def run() -> Webhook | None:
+            with session_scope(self._sessions) as session:
+                row = session.get(WebhookRow, webhook_id)
+                if row is None or not row.active:
+                    return None
+                row.active, row.disabled_reason, row.updated_at = False, reason, self._clock()
+                session.flush()
+                return self._to_model(row)
+
+        return guarded(self._engine, run)
+
+    def failing_before(self, moment: datetime) -> Sequence[Webhook]:
+        """The active webhooks failing continuously since before ``moment``."""
+
+        def run() -> Sequence[Webhook]:
+            query = select(WebhookRow).where(WebhookRow.active.is_(True), WebhookRow.failing_since < moment)
+            with self._sessions() as session:
+                return [self._to_model(row) for row in session.scalars(query)]
 
         return guarded(self._engine, run)
 
@@ -151,6 +198,8 @@ class WebhookStore:
             updated_at=row.updated_at,
             previous_secret=None if row.previous_secret is None else opened(row.previous_secret),
             previous_secret_until=row.previous_secret_until,
+            disabled_reason=row.disabled_reason,
+            failing_since=row.failing_since,
         )
 
     def _valid_or_none(self, row: WebhookRow) -> Webhook | None:
