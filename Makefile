@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint system-deps kafka-up kafka-down postgres-up postgres-down clean
+.PHONY: demo test chaos bench lint system-deps kafka-up kafka-down postgres-up postgres-down clean
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -41,6 +41,10 @@ lint: $(STAMP)
 # (started by the test fixtures when not already given, see tests/conftest.py).
 test: $(STAMP) system-deps lint
 	$(BIN)/pytest
+
+# The fault-injection suite at full length (the short version runs inside `make test`).
+chaos: $(STAMP) system-deps
+	ASSETHOOKS_CHAOS_SCALE=long $(BIN)/pytest -m chaos -s
 
 # The benchmarks (not part of `make test` or CI): about 20 minutes on 2 cores; prints a table of figures.
 bench: $(STAMP) system-deps

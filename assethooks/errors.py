@@ -15,8 +15,7 @@
         ├── RetryableDeliveryError       worth another attempt: the schedule decides when
         │   ├── HttpStatusError          the endpoint answered with a non-2xx status
         │   ├── DeliveryTimeoutError     no complete answer within the delivery timeout
-        │   ├── TransportError           connection refused/reset, DNS failure, TLS failure
-        │   └── CircuitOpenError         not sent: the endpoint kept failing, its circuit breaker is open
+        │   └── TransportError           connection refused/reset, DNS failure, TLS failure
         └── PermanentDeliveryError       another attempt cannot succeed: straight to the DLQ
             ├── BlockedDestinationError  the URL resolves to an address deliveries may not reach
             ├── EndpointGoneError        the endpoint answered 410 Gone: the webhook is disabled
@@ -113,10 +112,6 @@ class DeliveryTimeoutError(RetryableDeliveryError):
 
 class TransportError(RetryableDeliveryError):
     """The request could not be sent or its answer read: refused, reset, DNS or TLS failure."""
-
-
-class CircuitOpenError(RetryableDeliveryError):
-    """The attempt was not sent: the endpoint's circuit breaker is open after repeated failures."""
 
 
 class PermanentDeliveryError(DeliveryFailedError):

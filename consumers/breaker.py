@@ -1,9 +1,9 @@
 """Per-endpoint circuit breakers (pure logic: the clock is a parameter).
 
 A webhook whose endpoint fails ``threshold`` times in a row (timeouts, connection failures, 5xx, 429) has
-its circuit opened: for ``cooldown`` seconds its deliveries are not sent but go straight to their next
-retry tier. Then one probe is let through: a success closes the circuit, a failure opens it again for
-twice as long (up to ``max_cooldown``).
+its circuit opened: for ``cooldown`` seconds its deliveries are not sent but go to a retry tier that waits
+at least that long, without using an attempt. Then one probe is let through: a success closes the circuit,
+a failure opens it again for twice as long (up to ``max_cooldown``).
 """
 
 from __future__ import annotations
@@ -71,6 +71,13 @@ class Breakers:
             circuit.open_until = now + circuit.cooldown
             return Transition.OPENED
         return None
+
+    def remaining(self, webhook_id: int, now: float) -> float:
+        """Seconds until the circuit lets a probe through (0 when closed or due)."""
+        circuit = self._circuits.get(webhook_id)
+        if circuit is None or circuit.open_until is None:
+            return 0.0
+        return max(0.0, circuit.open_until - now)
 
     def is_open(self, webhook_id: int) -> bool:
         """True while the webhook's circuit is open or half-open."""

@@ -15,7 +15,6 @@ from assethooks import metrics
 from assethooks.clock import Clock, utc_now
 from assethooks.delivery import AttemptResult, HttpSender, build_request
 from assethooks.errors import (
-    CircuitOpenError,
     DeliveryFailedError,
     EndpointGoneError,
     PermanentDeliveryError,
@@ -131,9 +130,12 @@ class DeliveryPipeline:
             now=self._clock(),
         )
         webhook_id = delivery.webhook.id
-        if not self._breakers.allow(webhook_id, time.monotonic()):
-            skipped = CircuitOpenError("not sent: the circuit is open after repeated failures")
-            return self._settle(delivery, AttemptResult(None, 0.0, None, skipped))
+        now = time.monotonic()
+        if not self._breakers.allow(webhook_id, now):
+            wait = self._breakers.remaining(webhook_id, now)
+            return asyncio.ensure_future(
+                self._postpone(delivery, "its circuit is open after repeated failures", wait)
+            )
         result = await self._sender.send(request)
         failure = result.failure
         self._health.record(webhook_id, ok=failure is None, at=self._clock())
@@ -200,24 +202,29 @@ class DeliveryPipeline:
             return logged
         return all_done(logged, self._hand_on(delivery, result, failure, now))
 
-    async def _postpone(self, delivery: Delivery) -> None:
-        """Move a delivery its congested webhook could not take to the retry tier it would wait in, without
-        using an attempt."""
+    async def _postpone(
+        self, delivery: Delivery, why: str = "the webhook is congested", at_least: float = 0
+    ) -> None:
+        """Move a delivery its webhook cannot take now (congested, or its circuit is open) to the retry tier
+        it would wait in (one that waits ``at_least`` seconds), without using an attempt."""
+        schedule = self._settings.retry_schedule
         waited = delivery.attempt - delivery.attempt_base  # 1 for a first attempt
-        delay = self._settings.retry_schedule[min(max(waited - 2, 0), len(self._settings.retry_schedule) - 1)]
+        delay = max(schedule[min(max(waited - 2, 0), len(schedule) - 1)], at_least)
+        tier = self._settings.tier_for(delay)
         task = delivery.task(
             attempt=delivery.attempt,
             not_before=self._clock() + timedelta(seconds=delay),
             history=delivery.history,
         )
         log.info(
-            "postponed webhook=%d event=%s delivery=%s attempt=%d: the webhook is congested",
+            "postponed webhook=%d event=%s delivery=%s attempt=%d: %s",
             delivery.webhook.id,
             delivery.event,
             delivery.delivery_id,
             delivery.attempt,
+            why,
         )
-        topic = self._settings.retry_topic_for(delay)
+        topic = self._settings.retry_topic_for(tier)
         metrics.POSTPONED.inc()
         try:
             await self._handoff.to_retry(topic, task, delivery.body)

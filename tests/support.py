@@ -49,6 +49,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    status: int | None = None  # what the receiver answered; None: no answer (hang, reset)
 
     def header(self, name: str) -> str | None:
         """A header by case-insensitive name."""
@@ -71,7 +72,21 @@ class Answer:
     headers: dict[str, str]
 
 
-Behaviour = int | str | tuple[float, int] | Redirect | Answer  # a status; "hang"; (seconds, status)
+# A status; "hang" (never answer); "reset" (drop the connection); "fail-first" (500 to each delivery's
+# first request, 200 later); (seconds to wait, status); a redirect; a status with headers.
+Behaviour = int | str | tuple[float, int] | Redirect | Answer
+
+
+def _status_of(behaviour: Behaviour) -> int | None:
+    if isinstance(behaviour, int):
+        return behaviour
+    if isinstance(behaviour, tuple):
+        return behaviour[1]
+    if isinstance(behaviour, Redirect):
+        return 302
+    if isinstance(behaviour, Answer):
+        return behaviour.status
+    return None
 
 
 @dataclass
@@ -87,15 +102,17 @@ class Receiver:
     to ``/x`` with 500, then 200 (or ``then``).
     """
 
-    def __init__(self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None, port: int = 0) -> None:
         self.host = host
         self._tls = tls
+        self._failed_once: set[str] = set()
         self._requests: list[Received] = []
         self._routes: dict[str, _Route] = {}
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="receiver", daemon=True)
         self._runner: web.AppRunner | None = None
+        self._port = port
         self.port = 0
 
     def start(self) -> Receiver:
@@ -109,26 +126,39 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, 0, ssl_context=self._tls).start()
+        await web.TCPSite(self._runner, self.host, self._port, ssl_context=self._tls).start()
         self.port = self._runner.addresses[0][1]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         with self._lock:
-            self._requests.append(Received(request.path, dict(request.headers), body, time.time()))
             route = self._routes.setdefault(request.path, _Route())
             behaviour = route.plan.popleft() if route.plan else route.then
+            if behaviour == "fail-first":  # each delivery's first request fails, later ones succeed
+                delivery = request.headers.get("X-Asset-Webhook-Delivery", "")
+                behaviour = 200 if delivery in self._failed_once else 500
+                self._failed_once.add(delivery)
+            status = _status_of(behaviour)
+            self._requests.append(Received(request.path, dict(request.headers), body, time.time(), status))
         if behaviour == "hang":
             await asyncio.sleep(3600)
+        if behaviour == "reset" and request.transport is not None:
+            request.transport.abort()  # the client sees the connection reset, no answer
+            return web.Response(status=500)
         if isinstance(behaviour, Redirect):
             return web.Response(status=302, headers={"Location": behaviour.location})
         if isinstance(behaviour, Answer):
             return web.Response(status=behaviour.status, headers=behaviour.headers, text="answer")
         if isinstance(behaviour, tuple):
             await asyncio.sleep(behaviour[0])
-            behaviour = behaviour[1]
-        assert isinstance(behaviour, int)
-        return web.Response(status=behaviour, text=f"answer {behaviour}")
+        assert status is not None
+        return web.Response(status=status, text=f"answer {status}")
+
+    def delivered(self, path: str | None = None) -> list[Received]:
+        """The requests answered with 2xx."""
+        return [
+            request for request in self.requests(path) if request.status is not None and request.status < 300
+        ]
 
     def url(self, path: str = "/hook") -> str:
         """The URL of ``path`` on this receiver."""
