@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 from aiohttp import web
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 T = TypeVar("T")
 
@@ -29,7 +29,7 @@ ASSETHOOKS = Path(sys.executable).with_name("assethooks")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def wait_until(check: Callable[[], T], *, timeout: float = 30.0, what: str = "condition") -> T:
+def wait_until(check: Callable[[], T | None], *, timeout: float = 30.0, what: str = "condition") -> T:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -314,21 +314,38 @@ def read_topic(bootstrap: str, topic: str, *, count: int, timeout: float = 30.0)
     return records
 
 
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, int]]:
+    """Per partition of ``topic``: the offset ``group`` committed (negative: none) and the partition's end.
+
+    Retries while the broker answers with a retriable error (a group coordinator still loading).
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        partitions = [TopicPartition(topic, partition) for partition in metadata.partitions]
+
+        def ask() -> list[TopicPartition] | None:
+            try:
+                return consumer.committed(partitions, timeout=10)
+            except KafkaException as exc:
+                if exc.args[0].retriable():
+                    return None
+                raise
+
+        committed = wait_until(ask, timeout=30, what=f"the committed offsets of {group}")
+        return {
+            position.partition: (position.offset, consumer.get_watermark_offsets(position, timeout=10)[1])
+            for position in committed
+        }
+    finally:
+        consumer.close()
+
+
 def committed_to_end(bootstrap: str, group: str, topic: str) -> bool:
     """True when ``group`` has committed every partition of ``topic`` up to its end.
 
     The consumers commit a record only after all its deliveries finished or were handed on, so this is
     the moment to assert on everything that did, or did not, happen.
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        partitions = [TopicPartition(topic, partition) for partition in metadata.partitions]
-        committed = consumer.committed(partitions, timeout=10)
-        for position in committed:
-            _low, high = consumer.get_watermark_offsets(position, timeout=10)
-            if high > 0 and position.offset < high:
-                return False
-        return True
-    finally:
-        consumer.close()
+    offsets = committed_offsets(bootstrap, group, topic).values()
+    return all(high == 0 or offset >= high for offset, high in offsets)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from sqlalchemy import Engine
 
 from assethooks.kafka import ensure_topics
@@ -22,7 +22,7 @@ from consumers.dispatcher import source_of
 from schemas.tasks import delivery_id_for
 from schemas.webhooks import Webhook, validate_webhook
 from tests.conftest import TestEnv
-from tests.support import Receiver, cli, committed_to_end, read_topic, service, wait_until
+from tests.support import Receiver, cli, committed_offsets, committed_to_end, read_topic, service, wait_until
 
 NOW = datetime.now(UTC)
 
@@ -332,12 +332,8 @@ def test_dead_letters_are_replayed_once_and_filtered_replays_leave_the_others_pe
 
 
 def committed(env: TestEnv) -> list[int]:
-    consumer = Consumer({"bootstrap.servers": env["kafka_bootstrap"], "group.id": env["dispatcher_group"]})
-    try:
-        partitions = [TopicPartition(env["source_topic"], partition) for partition in range(3)]
-        return [position.offset for position in consumer.committed(partitions, timeout=10)]
-    finally:
-        consumer.close()
+    offsets = committed_offsets(env["kafka_bootstrap"], env["dispatcher_group"], env["source_topic"])
+    return [offsets[partition][0] for partition in sorted(offsets)]
 
 
 def test_replaying_a_window_to_a_new_webhook_delivers_exactly_its_matching_events(

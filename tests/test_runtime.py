@@ -10,11 +10,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import pytest
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Message, Producer
 
 from assethooks.kafka import consumer_config, ensure_topics
 from consumers.runtime import ConsumerRuntime, Defer, coordinates
 from tests.conftest import TestEnv
+from tests.support import committed_offsets
 
 Schedule = Callable[[Message], Awaitable[None] | Defer]
 
@@ -73,12 +74,8 @@ def produce(env: TestEnv, count: int, *, pace: float = 0.0) -> None:
 
 
 def committed(env: TestEnv) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": env["kafka_bootstrap"], "group.id": env["dispatcher_group"]})
-    try:
-        partitions = [TopicPartition(env["source_topic"], partition) for partition in range(3)]
-        return {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
-    finally:
-        consumer.close()
+    offsets = committed_offsets(env["kafka_bootstrap"], env["dispatcher_group"], env["source_topic"])
+    return {partition: offset for partition, (offset, _end) in offsets.items()}
 
 
 @pytest.fixture
