@@ -43,6 +43,8 @@ def parse_moment(text: str, now: datetime) -> datetime:
     """
     try:
         return now - timedelta(seconds=parse_duration(text))
+    except OverflowError:
+        raise ConfigError(f"not a time: {text!r} is too long ago") from None
     except ConfigError:
         pass
     try:

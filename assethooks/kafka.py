@@ -65,7 +65,8 @@ def consumer_config(settings: Settings, role: str, group: str) -> dict[str, Any]
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
         "fetch.wait.max.ms": 100,
-        "queued.max.messages.kbytes": 16384,
+        "queued.max.messages.kbytes": 2048,
+        "queued.min.messages": 1000,
     }
 
 

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     delivery_timeout: PositiveSeconds = 30
     max_in_flight: int = Field(1000, ge=1)
     max_in_flight_per_webhook: int = Field(64, ge=1)
+    # Concurrent HTTP requests per process, all webhooks together: enough to keep a core busy, few enough
+    # that an attempt's time is the endpoint's and not a queue inside this process.
+    max_requests: int = Field(256, ge=1)
     # How long a delivery may wait for its busy webhook before it moves to a retry tier (unattempted).
     spill_after: PositiveSeconds = 1
     # Endpoint etiquette: a Retry-After is honoured up to this long; a circuit opens after this many
@@ -104,6 +107,8 @@ class Settings(BaseSettings):
     # Fernet keys (comma-separated, newest first) encrypting webhook secrets and custom header values at
     # rest; without one they are stored as given. Make one with `assethooks secrets new-key`.
     encryption_keys: SecretStr | None = None
+    # Bearer token of `assethooks serve` (the admin page and API); without one it binds to loopback only.
+    admin_token: SecretStr | None = None
 
     log_retention: PositiveSeconds = 30 * 86400
 

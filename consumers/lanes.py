@@ -4,9 +4,10 @@ Each webhook gets ``workers`` queues, each served by at most one worker coroutin
 goes to the queue its asset id hashes to, so one asset's deliveries to one webhook are attempted in the
 order they were submitted, while different assets run concurrently.
 
-A lane is congested when a delivery has waited ``spill_after`` seconds in it while an attempt has been
-running at least that long: the endpoint is slow or dead (a queue that is merely long because the process
-is busy does not count). Its queued deliveries, and new ones while it stays congested, are handed to
+At most ``max_running`` attempts run at once, all lanes together; an attempt's clock starts when it gets
+its turn. A lane is congested when a delivery has waited ``spill_after`` seconds in it while an attempt has
+been running at least that long: the endpoint is slow or dead (a queue that is merely long because the
+process is busy does not count). Its queued deliveries, and new ones while it stays congested, are handed to
 ``spill`` instead (the pipeline moves them to a retry tier without using an attempt), so records keep
 completing and one bad endpoint cannot hold the in-flight window that every other webhook shares. The lane
 takes deliveries again after an attempt that was quick, or once it is idle.
@@ -72,12 +73,14 @@ class Lanes(Generic[D]):
         self,
         *,
         workers: int,
+        max_running: int,
         spill_after: float,
         attempt: Callable[[D], Coroutine[Any, Any, asyncio.Future[None]]],
         spill: Callable[[D], Coroutine[Any, Any, None]],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._workers = workers
+        self._running = asyncio.Semaphore(max_running)
         self._spill_after = spill_after
         self._attempt = attempt
         self._spill = spill
@@ -129,9 +132,10 @@ class Lanes(Generic[D]):
                 item = queue.popleft()
                 lane.queued -= 1
                 lane.busy += 1
-                began = lane.started[index] = self._clock()
                 try:
-                    settled = await self._attempt(item.delivery)
+                    async with self._running:
+                        began = lane.started[index] = self._clock()
+                        settled = await self._attempt(item.delivery)
                 except Exception as exc:  # a bug: the record must not complete
                     _settle(item.done, exc)
                     continue

@@ -103,6 +103,7 @@ class DeliveryPipeline:
         )
         self._lanes: Lanes[Delivery] = Lanes(
             workers=settings.max_in_flight_per_webhook,
+            max_running=settings.max_requests,
             spill_after=settings.spill_after,
             attempt=self._attempt,
             spill=self._postpone,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -76,11 +77,19 @@ def parse_event_names(names: Iterable[str]) -> tuple[EventName, ...]:
     return tuple(chosen)
 
 
+def check_printable(value: str, what: str) -> str:
+    """Refuse control characters (NUL, escapes, line breaks): no store, header or log line takes them."""
+    if any(unicodedata.category(char) == "Cc" and char != "\t" for char in value):
+        raise ValueError(f"{what} must not contain control characters")
+    return value
+
+
 def check_url(url: str) -> str:
     """Check that ``url`` is an absolute http(s) URL with a host; return it stripped."""
     url = url.strip()
     if not url:
         raise ValueError("URL must not be empty")
+    check_printable(url, "URL")
     if len(url) > MAX_URL:
         raise ValueError(f"URL is longer than {MAX_URL} characters")
     if any(char.isspace() for char in url):
@@ -115,7 +124,7 @@ class WebhookSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        value = value.strip()
+        value = check_printable(value, "name").strip()
         if not value:
             raise ValueError("name must not be empty")
         if len(value) > MAX_NAME:
@@ -132,6 +141,8 @@ class WebhookSpec(BaseModel):
     def _events(cls, value: Any) -> Any:
         if value is None:
             return None
+        if not isinstance(value, str | list | tuple):
+            raise ValueError("events must be a list of event names")
         names = [value] if isinstance(value, str) else list(value)
         if not names:
             raise ValueError("choose at least one event, or all events")
@@ -143,6 +154,8 @@ class WebhookSpec(BaseModel):
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
         if raw is not None and not str(raw):
             raise ValueError("secret must not be empty (leave it out for no signature)")
+        if raw is not None:
+            check_printable(str(raw), "secret")
         return value
 
     @field_validator("headers", mode="before")
@@ -158,6 +171,7 @@ class WebhookSpec(BaseModel):
                 raise ValueError(f"custom header {name!r} would override a delivery header")
             if "\r" in str(raw) or "\n" in str(raw):
                 raise ValueError(f"header {name!r} value must be one line")
+            check_printable(str(raw), f"header {name!r} value")
         return value
 
     @model_validator(mode="after")

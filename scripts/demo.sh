@@ -79,4 +79,15 @@ if grep -q "SIGNATURE REJECTED" "$DEMO/received.log"; then
   echo "a delivery failed signature verification" >&2
   exit 1
 fi
+step "the admin page (the seed's Webhooks screen)"
+ADMIN_PORT=${DEMO_ADMIN_PORT:-8080}
+"$BIN/assethooks" serve --port "$ADMIN_PORT" >"$DEMO/serve.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 40); do
+  curl -fsS "http://127.0.0.1:$ADMIN_PORT/api/webhooks" 2>/dev/null | grep -q "Demo receiver" && break
+  sleep 0.25
+done
+curl -fsS "http://127.0.0.1:$ADMIN_PORT/api/webhooks" | grep -q "Demo receiver"
+echo "admin page: http://127.0.0.1:$ADMIN_PORT/ (answering now; after the demo: .venv/bin/assethooks serve)"
+
 step "done: $expected signed deliveries received and verified (logs in $DEMO)"

@@ -11,10 +11,8 @@ import click
 from assethooks.cli.base import App, pass_app
 from assethooks.cli.output import echo_fields, echo_json, echo_table, progress, short
 from assethooks.clock import utc_now
-from assethooks.durations import parse_moment
-from assethooks.errors import InvalidInputError
 from assethooks.operator import dead_letters as drain
-from assethooks.store.dead_letters import DeadLetterEntry, DeadLetterQuery, DeadLetterStatus, find
+from assethooks.store.dead_letters import DeadLetterEntry, DeadLetterStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,30 +34,6 @@ def selection_options(function: F) -> F:
     return function
 
 
-def _select(
-    app: App,
-    ids: tuple[int, ...],
-    filters: dict[str, Any],
-    *,
-    status: DeadLetterStatus | None = DeadLetterStatus.PENDING,
-    everything: bool = False,
-    limit: int | None = None,
-    required: bool = False,
-) -> list[DeadLetterEntry]:
-    chosen = {name: value for name, value in filters.items() if value is not None}
-    if required and not (ids or chosen or everything):
-        raise InvalidInputError("choose entries: their ids, filters such as --webhook, or --all")
-    if everything and (ids or chosen):
-        raise InvalidInputError("--all cannot be combined with ids or filters")
-    now = utc_now()
-    for bound in ("since", "until"):
-        if bound in chosen:
-            chosen[bound] = parse_moment(chosen[bound], now)
-    drain.sync(app.settings, app.migrated_engine)
-    query = DeadLetterQuery(ids=list(ids) if ids else None, status=status, limit=limit, **chosen)
-    return find(app.migrated_engine, query)
-
-
 def _row(entry: DeadLetterEntry) -> dict[str, Any]:
     return {
         "id": entry.id,
@@ -72,13 +46,6 @@ def _row(entry: DeadLetterEntry) -> dict[str, Any]:
         "status": entry.status,
         "reason": short(entry.reason, 60),
     }
-
-
-def _plain(entry: DeadLetterEntry) -> dict[str, Any]:
-    values = {name: getattr(entry, name) for name in DeadLetterEntry.__dataclass_fields__}
-    values["dead_at"] = entry.dead_at.isoformat()
-    values["resolved_at"] = entry.resolved_at.isoformat() if entry.resolved_at else None
-    return values
 
 
 @click.group("dlq")
@@ -97,9 +64,9 @@ def dlq() -> None:
 def list_(app: App, /, state: str, limit: int, as_json: bool, **filters: Any) -> None:
     """List dead letters (pending ones by default), oldest first."""
     status = None if state == "all" else DeadLetterStatus(state)
-    entries = _select(app, (), filters, status=status, limit=limit)
+    entries = drain.select(app.settings, app.migrated_engine, (), filters, status=status, limit=limit)
     if as_json:
-        echo_json([_plain(entry) for entry in entries])
+        echo_json([drain.plain_entry(entry) for entry in entries])
         return
     echo_table(
         [_row(entry) for entry in entries],
@@ -120,9 +87,12 @@ def show(app: App, entry_id: int, as_json: bool) -> None:
     payload = shown.body.decode("utf-8", errors="replace") if shown.body is not None else None
     if as_json:
         attempts = [item.model_dump(mode="json") for item in history]
-        echo_json(_plain(shown.entry) | {"history": attempts, "payload": payload, "in_topic": shown.in_topic})
+        echo_json(
+            drain.plain_entry(shown.entry)
+            | {"history": attempts, "payload": payload, "in_topic": shown.in_topic}
+        )
         return
-    echo_fields(_plain(shown.entry))
+    echo_fields(drain.plain_entry(shown.entry))
     if history:
         click.echo("attempts:")
         rows = [
@@ -157,7 +127,9 @@ def _pretty(payload: str | None) -> str:
 @pass_app
 def replay(app: App, /, entry_ids: tuple[int, ...], everything: bool, dry_run: bool, **filters: Any) -> None:
     """Send pending dead letters back through the pipeline with a fresh attempt budget."""
-    entries = _select(app, entry_ids, filters, everything=everything, required=True)
+    entries = drain.select(
+        app.settings, app.migrated_engine, entry_ids, filters, everything=everything, required=True
+    )
     if dry_run:
         echo_table([_row(entry) for entry in entries], ["id", "kind", "webhook", "event", "asset", "reason"])
         click.echo(f"would replay {len(entries)} entries (dry run: nothing sent)")
@@ -177,7 +149,9 @@ def replay(app: App, /, entry_ids: tuple[int, ...], everything: bool, dry_run: b
 @pass_app
 def purge(app: App, /, entry_ids: tuple[int, ...], everything: bool, yes: bool, **filters: Any) -> None:
     """Mark pending dead letters resolved without sending them."""
-    entries = _select(app, entry_ids, filters, everything=everything, required=True)
+    entries = drain.select(
+        app.settings, app.migrated_engine, entry_ids, filters, everything=everything, required=True
+    )
     if entries and not yes:
         click.confirm(f"Purge {len(entries)} dead letters without sending them?", abort=True)
     report = drain.purge(app.migrated_engine, entries, utc_now())

@@ -12,10 +12,9 @@ import click
 from assethooks.cli.base import App, pass_app
 from assethooks.cli.output import echo_fields, echo_json, echo_table, progress, short
 from assethooks.clock import utc_now
-from assethooks.durations import format_duration, parse_duration, parse_moment
-from assethooks.errors import InvalidInputError
-from assethooks.operator.deliveries import resend_failed
-from assethooks.store.delivery_log import LoggedAttempt, LogQuery, get_attempt, purge_attempts, query_attempts
+from assethooks.durations import format_duration, parse_duration
+from assethooks.operator.deliveries import LogFilters, attempts_to_retry, plain_attempt, resend_failed
+from assethooks.store.delivery_log import LoggedAttempt, get_attempt, purge_attempts, query_attempts
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,31 +36,6 @@ def filter_options(function: F) -> F:
     return function
 
 
-def build_query(
-    webhook_id: int | None,
-    event: str | None,
-    asset: str | None,
-    status: str | None,
-    since: str | None,
-    until: str | None,
-    limit: int | None,
-    *,
-    newest_of_delivery: bool = False,
-) -> LogQuery:
-    """A log query from the command-line filters."""
-    now = utc_now()
-    return LogQuery(
-        webhook_id=webhook_id,
-        event=event,
-        asset_id=asset,
-        success=None if status is None else status == "ok",
-        since=None if since is None else parse_moment(since, now),
-        until=None if until is None else parse_moment(until, now),
-        limit=limit,
-        newest_of_delivery=newest_of_delivery,
-    )
-
-
 def _row(attempt: LoggedAttempt) -> dict[str, Any]:
     return {
         "id": attempt.id,
@@ -74,12 +48,6 @@ def _row(attempt: LoggedAttempt) -> dict[str, Any]:
         "result": "ok" if attempt.success else "failed",
         "ms": f"{attempt.duration_ms:.0f}",
         "error": short(attempt.error, 50),
-    }
-
-
-def _plain(attempt: LoggedAttempt) -> dict[str, Any]:
-    return {name: getattr(attempt, name) for name in LoggedAttempt.__dataclass_fields__} | {
-        "created_at": attempt.created_at.isoformat()
     }
 
 
@@ -103,11 +71,10 @@ def logs(
     if ctx.invoked_subcommand is not None:
         return
     app = ctx.ensure_object(App)
-    found = query_attempts(
-        app.migrated_engine, build_query(webhook_id, event, asset, status, since, until, limit)
-    )
+    filters = LogFilters(webhook_id, event, asset, status, since, until)
+    found = query_attempts(app.migrated_engine, filters.query(limit))
     if as_json:
-        echo_json([_plain(attempt) for attempt in found])
+        echo_json([plain_attempt(attempt) for attempt in found])
         return
     echo_table(
         [_row(attempt) for attempt in found],
@@ -124,9 +91,9 @@ def show(app: App, log_id: int, as_json: bool) -> None:
     """Show one attempt in full, with the start of the answer."""
     attempt = get_attempt(app.migrated_engine, log_id)
     if as_json:
-        echo_json(_plain(attempt))
+        echo_json(plain_attempt(attempt))
         return
-    fields = _plain(attempt)
+    fields = plain_attempt(attempt)
     answer = fields.pop("response_body")
     echo_fields(fields)
     click.echo("response:")
@@ -154,20 +121,8 @@ def retry(
     Give log entry ids, or filters (e.g. --webhook 3 --status failed --since 1d).
     """
     engine = app.migrated_engine
-    filters = (webhook_id, event, asset, status, since, until)
-    if log_ids and any(value is not None for value in filters):
-        raise InvalidInputError("give log entry ids or filters, not both")
-    if log_ids:
-        attempts = [get_attempt(engine, log_id) for log_id in log_ids]
-    elif any(value is not None for value in filters):
-        if status == "ok":
-            raise InvalidInputError("only failed deliveries can be retried")
-        query = build_query(webhook_id, event, asset, "failed", since, until, limit, newest_of_delivery=True)
-        attempts = query_attempts(engine, query)
-    else:
-        raise InvalidInputError(
-            "choose what to retry: log entry ids, or filters such as --webhook and --since"
-        )
+    filters = LogFilters(webhook_id, event, asset, status, since, until)
+    attempts = attempts_to_retry(engine, log_ids, filters, limit)
     with progress("retry", len(attempts)) as advance:
         report = resend_failed(app.settings, engine, attempts, utc_now(), advance)
     for log_id, reason in report.skipped:

@@ -4,11 +4,9 @@ disable). Secrets and custom header values are masked in every output."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import sys
 from collections.abc import Callable
 from datetime import timedelta
-from secrets import token_bytes, token_urlsafe
 from typing import Any, TypeVar
 
 import click
@@ -17,20 +15,16 @@ from assethooks.cli.base import App, pass_app
 from assethooks.cli.output import echo_fields, echo_json, echo_table, short
 from assethooks.clock import utc_now
 from assethooks.durations import format_duration, parse_duration
-from assethooks.errors import BlockedDestinationError, DeliveryFailedError, InvalidWebhookError
-from assethooks.guard import check_destination, parse_networks
+from assethooks.errors import DeliveryFailedError, InvalidWebhookError
 from assethooks.operator.deliveries import send_test_delivery
-from schemas.webhooks import Webhook, validate_webhook
-
-
-def _parse_headers(values: tuple[str, ...]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for value in values:
-        name, sep, content = value.partition(":")
-        if not sep or not name.strip():
-            raise InvalidWebhookError(f"header {value!r} must look like 'Name: value'")
-        headers[name.strip()] = content.strip()
-    return headers
+from assethooks.operator.webhooks import (
+    Saved,
+    create_webhook,
+    generate_secret,
+    parse_header_lines,
+    update_webhook,
+)
+from schemas.webhooks import Webhook
 
 
 def _events_choice(events: tuple[str, ...], all_events: bool, *, required: bool) -> dict[str, Any]:
@@ -65,12 +59,9 @@ def _show(webhook: Webhook, as_json: bool) -> None:
         echo_fields(webhook.masked())
 
 
-def _warn_plain_http(url: str) -> None:
-    """Advise https, as the seed's best practices do."""
-    if url.lower().startswith("http://"):
-        click.echo(
-            "Warning: the URL is plain http; use https so payloads and signatures travel encrypted.", err=True
-        )
+def _warn(saved: Saved) -> None:
+    for warning in saved.warnings:
+        click.echo(f"Warning: {warning}", err=True)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -134,17 +125,19 @@ def create(
 ) -> None:
     """Create a webhook."""
     chosen = _secret(secret, generate_secret, signature)
-    spec = validate_webhook(
+    saved = create_webhook(
+        app.settings,
+        app.webhooks,
         name=name,
         url=url,
         secret=chosen,
         signature=signature,
-        headers=_parse_headers(headers),
+        headers=parse_header_lines(headers),
         active=not inactive,
         **_events_choice(events, all_events, required=True),
     )
-    _check_destination(app, spec.url)
-    webhook = app.webhooks.create(spec)
+    _warn(saved)
+    webhook = saved.webhook
     if as_json:
         echo_json(webhook.masked())
     else:
@@ -158,9 +151,7 @@ def _secret(given: str | None, generate: bool, scheme: str) -> str | None:
     if given is not None and generate:
         raise InvalidWebhookError("use either --secret or --generate-secret, not both")
     if generate:
-        if scheme == "standard":
-            return "whsec_" + base64.b64encode(token_bytes(32)).decode()
-        return token_urlsafe(32)
+        return generate_secret(scheme)
     if given == "-":
         line: str = sys.stdin.readline()
         return line.strip()
@@ -170,17 +161,6 @@ def _secret(given: str | None, generate: bool, scheme: str) -> str | None:
 def _show_generated(secret: str | None) -> None:
     # The one place a secret is printed: the operator asked for a new one and must hand it on.
     click.echo(f"Secret (shown once, give it to the receiver): {secret}")
-
-
-def _check_destination(app: App, url: str) -> None:
-    """Refuse a URL whose host is or resolves to a refused address; warn about plain http."""
-    try:
-        warning = check_destination(url, parse_networks(app.settings.allowed_cidrs))
-    except BlockedDestinationError as exc:
-        raise InvalidWebhookError(str(exc)) from None
-    if warning:
-        click.echo(f"Warning: {warning}", err=True)
-    _warn_plain_http(url)
 
 
 @webhooks.command("list")
@@ -249,12 +229,12 @@ def update(
     if no_secret:
         changes["secret"] = None
     if headers or no_headers:
-        changes["headers"] = _parse_headers(headers)
+        changes["headers"] = parse_header_lines(headers)
     if not changes:
         raise InvalidWebhookError("nothing to change: give at least one option (see --help)")
-    if url is not None:
-        _check_destination(app, url)
-    webhook = app.webhooks.update(webhook_id, **changes)
+    saved = update_webhook(app.settings, app.webhooks, webhook_id, **changes)
+    _warn(saved)
+    webhook = saved.webhook
     if as_json:
         echo_json(webhook.masked())
     else:

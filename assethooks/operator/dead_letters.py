@@ -18,10 +18,13 @@ from confluent_kafka import OFFSET_BEGINNING, Message
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
+from assethooks.clock import utc_now
+from assethooks.durations import parse_moment
+from assethooks.errors import InvalidInputError
 from assethooks.operator.records import RecordWriter, partitions_of, read_at, scan, watermarks
 from assethooks.settings import Settings
 from assethooks.store import dead_letters as index
-from assethooks.store.dead_letters import DeadLetterEntry, DeadLetterStatus
+from assethooks.store.dead_letters import DeadLetterEntry, DeadLetterQuery, DeadLetterStatus
 from consumers.runtime import coordinates
 from schemas.tasks import DEAD_LETTER_HEADER, DeadLetter, header_value, task_headers
 
@@ -183,3 +186,37 @@ def purge(engine: Engine, entries: Sequence[DeadLetterEntry], now: datetime) -> 
     pending = [entry.id for entry in entries if entry.status == DeadLetterStatus.PENDING]
     index.resolve(engine, pending, DeadLetterStatus.PURGED, now)
     return DrainReport(done=pending)
+
+
+def select(
+    settings: Settings,
+    engine: Engine,
+    ids: Sequence[int],
+    filters: dict[str, Any],
+    *,
+    status: DeadLetterStatus | None = DeadLetterStatus.PENDING,
+    everything: bool = False,
+    limit: int | None = None,
+    required: bool = False,
+) -> list[DeadLetterEntry]:
+    """The entries chosen by ids, by filters (webhook_id, event, kind, reason, since, until) or all."""
+    chosen = {name: value for name, value in filters.items() if value is not None}
+    if required and not (ids or chosen or everything):
+        raise InvalidInputError("choose entries: their ids, filters such as --webhook, or --all")
+    if everything and (ids or chosen):
+        raise InvalidInputError("--all cannot be combined with ids or filters")
+    now = utc_now()
+    for bound in ("since", "until"):
+        if bound in chosen:
+            chosen[bound] = parse_moment(chosen[bound], now)
+    sync(settings, engine)
+    query = DeadLetterQuery(ids=list(ids) if ids else None, status=status, limit=limit, **chosen)
+    return index.find(engine, query)
+
+
+def plain_entry(entry: DeadLetterEntry) -> dict[str, Any]:
+    """A dead-letter entry as JSON-ready values."""
+    values = {name: getattr(entry, name) for name in DeadLetterEntry.__dataclass_fields__}
+    values["dead_at"] = entry.dead_at.isoformat()
+    values["resolved_at"] = entry.resolved_at.isoformat() if entry.resolved_at else None
+    return values

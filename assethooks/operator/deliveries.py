@@ -6,16 +6,28 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from confluent_kafka import Message
 from sqlalchemy import Engine
 
+from assethooks.clock import utc_now
 from assethooks.delivery import AttemptResult, HttpSender, build_request
+from assethooks.durations import parse_moment
+from assethooks.errors import InvalidInputError
 from assethooks.operator.records import RecordWriter, read_at
 from assethooks.settings import Settings
-from assethooks.store.delivery_log import LogEntry, LoggedAttempt, insert_entries, newest_attempt
+from assethooks.store.delivery_log import (
+    LogEntry,
+    LoggedAttempt,
+    LogQuery,
+    get_attempt,
+    insert_entries,
+    newest_attempt,
+    query_attempts,
+)
 from assethooks.store.webhooks import WebhookStore
 from consumers.runtime import coordinates
 from schemas.events import TEST_EVENT, sample_test_event
@@ -27,6 +39,63 @@ Progress = Callable[[int], None]
 
 def _no_progress(_count: int) -> None:
     pass
+
+
+@dataclass(frozen=True)
+class LogFilters:
+    """The delivery-log filters of ``logs`` and the admin API; times are ISO 8601 or a duration ago."""
+
+    webhook_id: int | None = None
+    event: str | None = None
+    asset: str | None = None
+    status: str | None = None  # "ok" or "failed"
+    since: str | None = None
+    until: str | None = None
+
+    def given(self) -> bool:
+        """True when at least one filter is set."""
+        return any(value is not None for value in vars(self).values())
+
+    def query(self, limit: int | None, *, newest_of_delivery: bool = False) -> LogQuery:
+        """The log query these filters describe."""
+        if self.status not in (None, "ok", "failed"):
+            raise InvalidInputError(f"status must be ok or failed, not {self.status!r}")
+        now = utc_now()
+        return LogQuery(
+            webhook_id=self.webhook_id,
+            event=self.event,
+            asset_id=self.asset,
+            success=None if self.status is None else self.status == "ok",
+            since=None if self.since is None else parse_moment(self.since, now),
+            until=None if self.until is None else parse_moment(self.until, now),
+            limit=limit,
+            newest_of_delivery=newest_of_delivery,
+        )
+
+
+def attempts_to_retry(
+    engine: Engine, log_ids: Sequence[int], filters: LogFilters, limit: int | None = None
+) -> list[LoggedAttempt]:
+    """The attempts a re-send starts from: the given log entries, or the failed ones the filters match."""
+    if log_ids and filters.given():
+        raise InvalidInputError("give log entry ids or filters, not both")
+    if log_ids:
+        return [get_attempt(engine, log_id) for log_id in log_ids]
+    if not filters.given():
+        raise InvalidInputError(
+            "choose what to retry: log entry ids, or filters such as --webhook and --since"
+        )
+    if filters.status == "ok":
+        raise InvalidInputError("only failed deliveries can be retried")
+    failed = replace(filters, status="failed")
+    return query_attempts(engine, failed.query(limit, newest_of_delivery=True))
+
+
+def plain_attempt(attempt: LoggedAttempt) -> dict[str, Any]:
+    """A logged attempt as JSON-ready values."""
+    return {name: getattr(attempt, name) for name in LoggedAttempt.__dataclass_fields__} | {
+        "created_at": attempt.created_at.isoformat()
+    }
 
 
 @dataclass(frozen=True)

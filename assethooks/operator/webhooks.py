@@ -1,0 +1,72 @@
+"""Saving webhooks as the CLI and the admin API both do: validated, destination checked, secrets made here.
+
+Whatever the front end, a webhook is saved only when every field is valid and its URL is an allowed
+destination; the warnings (plain http, a host that does not resolve yet) go back to the caller to show.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from secrets import token_bytes, token_urlsafe
+from typing import Any
+
+from assethooks.errors import BlockedDestinationError, InvalidWebhookError
+from assethooks.guard import check_destination, parse_networks
+from assethooks.settings import Settings
+from assethooks.store.webhooks import WebhookStore
+from schemas.webhooks import Webhook, validate_webhook
+
+
+@dataclass
+class Saved:
+    """A saved webhook and what the operator should be told about it."""
+
+    webhook: Webhook
+    warnings: list[str] = field(default_factory=list)
+
+
+def generate_secret(scheme: str) -> str:
+    """A strong secret for ``scheme``: 32 random bytes (``whsec_``-prefixed base64 for Standard Webhooks)."""
+    if scheme == "standard":
+        return "whsec_" + base64.b64encode(token_bytes(32)).decode()
+    return token_urlsafe(32)
+
+
+def parse_header_lines(lines: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Custom headers from ``Name: value`` lines."""
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, content = line.partition(":")
+        if not sep or not name.strip():
+            raise InvalidWebhookError(f"header {line!r} must look like 'Name: value'")
+        headers[name.strip()] = content.strip()
+    return headers
+
+
+def destination_warnings(settings: Settings, url: str) -> list[str]:
+    """Refuse a URL whose host is, or resolves to, a refused address; return what to warn about."""
+    try:
+        warning = check_destination(url, parse_networks(settings.allowed_cidrs))
+    except BlockedDestinationError as exc:
+        raise InvalidWebhookError(str(exc)) from None
+    warnings = [warning] if warning else []
+    if url.lower().startswith("http://"):
+        warnings.append("the URL is plain http; use https so payloads and signatures travel encrypted.")
+    return warnings
+
+
+def create_webhook(settings: Settings, store: WebhookStore, **fields: Any) -> Saved:
+    """Validate ``fields`` (those of ``WebhookSpec``), check the destination, save."""
+    spec = validate_webhook(**fields)
+    warnings = destination_warnings(settings, spec.url)
+    return Saved(store.create(spec), warnings)
+
+
+def update_webhook(settings: Settings, store: WebhookStore, webhook_id: int, **changes: Any) -> Saved:
+    """Apply ``changes`` to a webhook (validated as a whole), checking a new URL's destination first."""
+    if not changes:
+        raise InvalidWebhookError("nothing to change")
+    changed = store.get(webhook_id).with_changes(**changes)  # every field valid before the URL is checked
+    warnings = destination_warnings(settings, changed.url) if "url" in changes else []
+    return Saved(store.update(webhook_id, **changes), warnings)

@@ -1,0 +1,1 @@
+"""The admin page and JSON API served by ``assethooks serve``."""

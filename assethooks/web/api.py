@@ -1,0 +1,447 @@
+"""The admin HTTP server: a JSON API over the same library functions as the CLI, and the Webhooks page.
+
+Every route but ``/login`` and ``/healthz`` needs the admin token when one is configured: as
+``Authorization: Bearer <token>``, or as the session cookie the login form sets (then state-changing calls
+must also carry ``X-Requested-With``, which other sites cannot send). Errors are ``{"error": "<one line>"}``
+with the status the error's class calls for; responses never contain a secret except the one just
+generated for a new webhook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar
+
+from aiohttp import web
+from sqlalchemy import Engine
+
+from assethooks.clock import utc_now
+from assethooks.errors import (
+    AssetHooksError,
+    ConfigError,
+    InvalidInputError,
+    InvalidWebhookError,
+    KafkaUnavailableError,
+    NotFoundError,
+    StoreUnavailableError,
+)
+from assethooks.operator import dead_letters as drain
+from assethooks.operator.deliveries import (
+    LogFilters,
+    attempts_to_retry,
+    plain_attempt,
+    resend_failed,
+    send_test_delivery,
+)
+from assethooks.operator.webhooks import Saved, create_webhook, generate_secret, update_webhook
+from assethooks.settings import Settings
+from assethooks.store.dead_letters import DeadLetterStatus
+from assethooks.store.delivery_log import get_attempt, query_attempts
+from assethooks.store.webhooks import WebhookStore
+from assethooks.web.openapi import openapi_document
+from schemas.events import EVENT_GROUPS
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SESSION_COOKIE = "assethooks_session"
+MAX_ID = 2**63 - 1
+MAX_LIMIT = 1000
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_STATUS: tuple[tuple[type[AssetHooksError], int], ...] = (
+    (ConfigError, 400),  # a setting-style value in a request, e.g. a malformed time
+    (InvalidInputError, 400),
+    (NotFoundError, 404),
+    (KafkaUnavailableError, 503),
+    (StoreUnavailableError, 503),
+)
+DLQ_FILTERS = ("webhook_id", "event", "kind", "reason", "since", "until")
+
+
+@dataclass(frozen=True)
+class Admin:
+    """What the handlers share."""
+
+    settings: Settings
+    engine: Engine
+    webhooks: WebhookStore
+
+
+ADMIN = web.AppKey("admin", Admin)
+
+
+def session_value(token: str) -> str:
+    """The session cookie for ``token``: derived from it, so the cookie never holds the token itself."""
+    return hmac.new(token.encode(), b"assethooks admin session", hashlib.sha256).hexdigest()
+
+
+def _token(request: web.Request) -> str | None:
+    secret = request.app[ADMIN].settings.admin_token
+    return None if secret is None else secret.get_secret_value()
+
+
+def _authorised(request: web.Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and given:
+        return hmac.compare_digest(given.strip().encode(), token.encode())
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    if not hmac.compare_digest(cookie.encode(), session_value(token).encode()):
+        return False
+    return request.method in ("GET", "HEAD") or "X-Requested-With" in request.headers
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authentication, and project errors as one-line JSON answers."""
+    token = _token(request)
+    if token is not None and request.path not in ("/login", "/healthz") and not _authorised(request, token):
+        if request.path == "/" and request.method == "GET":
+            raise web.HTTPFound("/login")
+        return _error(401, "missing or wrong admin token", {"WWW-Authenticate": "Bearer"})
+    try:
+        return await handler(request)
+    except AssetHooksError as exc:
+        status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
+        if status == 500:
+            log.exception("admin API: %s %s failed", request.method, request.path)
+        return _error(status, str(exc))
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+# -- reading requests ----------------------------------------------------------------------------------
+
+
+def _id(request: web.Request, name: str = "id") -> int:
+    value = int(request.match_info[name])  # the route admits digits only
+    if value > MAX_ID:
+        raise NotFoundError(f"no such id: {value}")
+    return value
+
+
+def _int(value: str | None, name: str, *, low: int = 0, high: int = MAX_ID) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidInputError(f"{name} must be a whole number, not {value!r}") from None
+    if not low <= number <= high:
+        raise InvalidInputError(f"{name} must be between {low} and {high}")
+    return number
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json(loads=json.loads)
+    except ValueError:
+        raise InvalidInputError("the request body must be JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidInputError("the request body must be a JSON object")
+    return body
+
+
+def _ids(body: dict[str, Any]) -> list[int]:
+    ids = body.get("ids", [])
+    if not isinstance(ids, list) or not all(
+        isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= MAX_ID for item in ids
+    ):
+        raise InvalidInputError("ids must be a list of whole numbers")
+    return ids
+
+
+def _strings(body: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The filters of a body or query: text values, ``webhook_id`` a number."""
+    chosen: dict[str, Any] = {}
+    for name in names:
+        value = body.get(name)
+        if value is None or value == "":
+            continue
+        if name == "webhook_id":
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise InvalidInputError(f"{name} must be a whole number")
+            chosen[name] = _int(str(value), name)
+        elif isinstance(value, str) and value.isprintable():
+            chosen[name] = value
+        else:
+            raise InvalidInputError(f"{name} must be printable text")
+    return chosen
+
+
+def _run(function: Callable[..., T], *args: Any, **kwargs: Any) -> Awaitable[T]:
+    """Run a blocking library call (SQL store, Kafka) off the event loop."""
+    return asyncio.to_thread(function, *args, **kwargs)
+
+
+# -- webhooks ------------------------------------------------------------------------------------------
+
+
+def _webhook_fields(body: dict[str, Any], *, creating: bool) -> tuple[dict[str, Any], str | None]:
+    """The webhook fields of a request body, and the secret generated for it if asked to."""
+    fields = dict(body)
+    generate = fields.pop("generate_secret", False)
+    if not isinstance(generate, bool):
+        raise InvalidWebhookError("generate_secret must be true or false")
+    if fields.get("events") == "all":
+        fields["events"] = None
+    elif creating and "events" not in fields:
+        raise InvalidWebhookError('choose events: a list of event names, or "all"')
+    generated = None
+    if generate:
+        if fields.get("secret") is not None:
+            raise InvalidWebhookError("use either secret or generate_secret, not both")
+        scheme = fields.get("signature", "seed")
+        generated = generate_secret(scheme if isinstance(scheme, str) else "seed")
+        fields["secret"] = generated
+    return fields, generated
+
+
+def _saved(saved: Saved, generated: str | None, status: int = 200) -> web.Response:
+    answer: dict[str, Any] = {"webhook": saved.webhook.masked(), "warnings": saved.warnings}
+    if generated is not None:
+        answer["secret"] = generated  # shown once, as `webhooks create --generate-secret` does
+    return web.json_response(answer, status=status)
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    found = await _run(request.app[ADMIN].webhooks.list)
+    return web.json_response({"webhooks": [webhook.masked() for webhook in found]})
+
+
+async def create(request: web.Request) -> web.Response:
+    admin = request.app[ADMIN]
+    fields, generated = _webhook_fields(await _body(request), creating=True)
+    saved = await _run(create_webhook, admin.settings, admin.webhooks, **fields)
+    return _saved(saved, generated, 201)
+
+
+async def show(request: web.Request) -> web.Response:
+    webhook = await _run(request.app[ADMIN].webhooks.get, _id(request))
+    return web.json_response({"webhook": webhook.masked()})
+
+
+async def update(request: web.Request) -> web.Response:
+    admin = request.app[ADMIN]
+    webhook_id = _id(request)
+    fields, generated = _webhook_fields(await _body(request), creating=False)
+    saved = await _run(update_webhook, admin.settings, admin.webhooks, webhook_id, **fields)
+    return _saved(saved, generated)
+
+
+async def delete(request: web.Request) -> web.Response:
+    webhook = await _run(request.app[ADMIN].webhooks.delete, _id(request))
+    return web.json_response({"deleted": webhook.masked()})
+
+
+async def enable(request: web.Request) -> web.Response:
+    webhook = await _run(request.app[ADMIN].webhooks.update, _id(request), active=True)
+    return web.json_response({"webhook": webhook.masked()})
+
+
+async def disable(request: web.Request) -> web.Response:
+    webhook = await _run(request.app[ADMIN].webhooks.update, _id(request), active=False)
+    return web.json_response({"webhook": webhook.masked()})
+
+
+async def test(request: web.Request) -> web.Response:
+    """Seed §7: send the test payload; the answer is data (200) whatever the endpoint said."""
+    admin = request.app[ADMIN]
+    webhook = await _run(admin.webhooks.get, _id(request))
+    sent = await send_test_delivery(admin.settings, admin.engine, webhook, utc_now())
+    result = sent.result
+    return web.json_response(
+        {
+            "ok": result.ok,
+            "status_code": result.status_code,
+            "duration_ms": round(result.duration_ms, 1),
+            "error": None if result.failure is None else str(result.failure),
+            "response_body": result.response_body,
+            "delivery_id": sent.entry.delivery_id,
+        }
+    )
+
+
+async def events(_request: web.Request) -> web.Response:
+    groups = [
+        {"group": name, "events": [event.value for event in names]} for name, names in EVENT_GROUPS.items()
+    ]
+    return web.json_response({"groups": groups})
+
+
+# -- delivery logs -------------------------------------------------------------------------------------
+
+
+def _log_filters(values: dict[str, Any]) -> LogFilters:
+    chosen = _strings(values, ("webhook_id", "event", "asset", "status", "since", "until"))
+    return LogFilters(**chosen)
+
+
+async def logs(request: web.Request) -> web.Response:
+    query = dict(request.query)
+    limit = _int(query.pop("limit", None), "limit", low=1, high=MAX_LIMIT) or 50
+    filters = _log_filters(query)
+    found = await _run(query_attempts, request.app[ADMIN].engine, filters.query(limit))
+    return web.json_response({"attempts": [plain_attempt(attempt) for attempt in found]})
+
+
+async def log_entry(request: web.Request) -> web.Response:
+    attempt = await _run(get_attempt, request.app[ADMIN].engine, _id(request))
+    return web.json_response({"attempt": plain_attempt(attempt)})
+
+
+async def retry(request: web.Request) -> web.Response:
+    """Re-send failed deliveries: ``{"ids": [...]}`` or filters, as ``logs retry``."""
+    admin = request.app[ADMIN]
+    body = await _body(request)
+    ids = _ids(body)
+    filters = _log_filters(body)
+
+    def resend() -> dict[str, Any]:
+        attempts = attempts_to_retry(admin.engine, ids, filters)
+        report = resend_failed(admin.settings, admin.engine, attempts, utc_now())
+        skipped = [{"log_id": log_id, "reason": reason} for log_id, reason in report.skipped]
+        return {"queued": report.queued, "skipped": skipped}
+
+    return web.json_response(await _run(resend))
+
+
+# -- dead letters --------------------------------------------------------------------------------------
+
+
+async def dlq(request: web.Request) -> web.Response:
+    admin = request.app[ADMIN]
+    query = dict(request.query)
+    limit = _int(query.pop("limit", None), "limit", low=1, high=MAX_LIMIT) or 100
+    state = query.pop("status", "pending")
+    if state not in ("pending", "replayed", "purged", "all"):
+        raise InvalidInputError("status must be pending, replayed, purged or all")
+    status = None if state == "all" else DeadLetterStatus(state)
+    filters = _strings(query, DLQ_FILTERS)
+    entries = await _run(drain.select, admin.settings, admin.engine, [], filters, status=status, limit=limit)
+    return web.json_response({"entries": [drain.plain_entry(entry) for entry in entries]})
+
+
+async def dlq_entry(request: web.Request) -> web.Response:
+    admin = request.app[ADMIN]
+
+    def look() -> dict[str, Any]:
+        drain.sync(admin.settings, admin.engine)
+        shown = drain.show(admin.settings, admin.engine, _id(request))
+        history = shown.letter.task.history if shown.letter and shown.letter.task else ()
+        payload = shown.body.decode("utf-8", errors="replace") if shown.body is not None else None
+        return drain.plain_entry(shown.entry) | {
+            "history": [item.model_dump(mode="json") for item in history],
+            "payload": payload,
+            "in_topic": shown.in_topic,
+        }
+
+    return web.json_response({"entry": await _run(look)})
+
+
+async def _chosen_letters(request: web.Request) -> tuple[Admin, list[Any]]:
+    admin = request.app[ADMIN]
+    body = await _body(request)
+    everything = body.get("all", False)
+    if not isinstance(everything, bool):
+        raise InvalidInputError("all must be true or false")
+    ids, filters = _ids(body), _strings(body, DLQ_FILTERS)
+    entries = await _run(
+        drain.select, admin.settings, admin.engine, ids, filters, everything=everything, required=True
+    )
+    return admin, entries
+
+
+async def dlq_replay(request: web.Request) -> web.Response:
+    admin, entries = await _chosen_letters(request)
+    report = await _run(drain.replay, admin.settings, admin.engine, entries, utc_now())
+    return web.json_response({"replayed": report.done, "missing": report.missing})
+
+
+async def dlq_purge(request: web.Request) -> web.Response:
+    admin, entries = await _chosen_letters(request)
+    report = await _run(drain.purge, admin.engine, entries, utc_now())
+    return web.json_response({"purged": report.done})
+
+
+# -- the page, login and the API description ----------------------------------------------------------
+
+
+def _static(name: str) -> str:
+    return resources.files("assethooks.web").joinpath("static", name).read_text(encoding="utf-8")
+
+
+async def page(_request: web.Request) -> web.Response:
+    return web.Response(text=_static("index.html"), content_type="text/html")
+
+
+async def login_form(request: web.Request) -> web.Response:
+    if _token(request) is None:
+        raise web.HTTPFound("/")
+    return web.Response(text=_static("login.html"), content_type="text/html")
+
+
+async def login(request: web.Request) -> web.Response:
+    token = _token(request)
+    if token is None:
+        raise web.HTTPFound("/")
+    form = await request.post()
+    given = form.get("token")
+    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), token.encode()):
+        return web.Response(
+            text=_static("login.html").replace("<!--problem-->", "<p role=alert>Wrong token.</p>"),
+            content_type="text/html",
+            status=401,
+        )
+    answer = web.HTTPFound("/")
+    answer.set_cookie(SESSION_COOKIE, session_value(token), httponly=True, samesite="Strict", path="/")
+    raise answer
+
+
+async def openapi(_request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def make_app(settings: Settings, engine: Engine, webhooks: WebhookStore) -> web.Application:
+    """The admin application."""
+    app = web.Application(middlewares=[guard], client_max_size=1024 * 1024)
+    app[ADMIN] = Admin(settings, engine, webhooks)
+    one = r"/{id:\d+}"
+    app.add_routes(
+        [
+            web.get("/", page),
+            web.get("/login", login_form),
+            web.post("/login", login),
+            web.get("/healthz", healthz),
+            web.get("/openapi.json", openapi),
+            web.get("/api/events", events),
+            web.get("/api/webhooks", list_webhooks),
+            web.post("/api/webhooks", create),
+            web.get("/api/webhooks" + one, show),
+            web.patch("/api/webhooks" + one, update),
+            web.delete("/api/webhooks" + one, delete),
+            web.post("/api/webhooks" + one + "/enable", enable),
+            web.post("/api/webhooks" + one + "/disable", disable),
+            web.post("/api/webhooks" + one + "/test", test),
+            web.get("/api/logs", logs),
+            web.get("/api/logs" + one, log_entry),
+            web.post("/api/logs/retry", retry),
+            web.get("/api/dlq", dlq),
+            web.get("/api/dlq" + one, dlq_entry),
+            web.post("/api/dlq/replay", dlq_replay),
+            web.post("/api/dlq/purge", dlq_purge),
+        ]
+    )
+    return app

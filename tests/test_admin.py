@@ -1,0 +1,441 @@
+"""The admin page and JSON API (`assethooks serve`) as a real process: API calls through a real HTTP
+client on SQLite and PostgreSQL, a schemathesis run against /openapi.json, and the page driven in headless
+Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assethooks.signing import verify_delivery
+from producers.events import EventPublisher
+from tests.conftest import TestEnv
+from tests.support import ASSETHOOKS, Receiver, cli, read_topic, service, wait_until
+
+TOKEN = "admin-token-for-tests"
+SECRET = "receiver-secret-1234"
+HEADER_VALUE = "api-key-value-5678"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any
+    text: str
+
+
+@dataclass
+class AdminServer:
+    """A running `assethooks serve` and how to call it."""
+
+    url: str
+    env: TestEnv
+
+    def call(self, method: str, path: str, body: Any = None, *, token: str | None = TOKEN) -> Answer:
+        """One HTTP request; the answer whatever its status."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, raw = error.code, error.read()
+        text = raw.decode()
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        return Answer(status, parsed, text)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+            status: int = response.status
+            return status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def admin(env: TestEnv, store_url: str, tmp_path: Path) -> Iterator[AdminServer]:
+    """`assethooks serve` on a fresh store (SQLite, then PostgreSQL), with an admin token."""
+    yield from _serve(env.with_(database_url=store_url, admin_token=TOKEN), tmp_path)
+
+
+@pytest.fixture
+def admin_sqlite(env: TestEnv, tmp_path: Path) -> Iterator[AdminServer]:
+    """`assethooks serve` on the test's SQLite store, with an admin token."""
+    yield from _serve(env.with_(admin_token=TOKEN), tmp_path)
+
+
+def _serve(env: TestEnv, tmp_path: Path) -> Iterator[AdminServer]:
+    assert cli("db", "upgrade", env=env.values).code == 0
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(ASSETHOOKS), "serve", "--port", str(port)],
+            env={**os.environ, **env.values},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(url) or process.poll() is not None, timeout=30, what="the admin server")
+        assert process.poll() is None, log_path.read_text()
+        yield AdminServer(url, env)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def new_webhook(server: AdminServer, url: str, **fields: Any) -> dict[str, Any]:
+    body = {"name": "Sync to ERP", "url": url, "events": ["asset.created"], **fields}
+    answer = server.call("POST", "/api/webhooks", body)
+    assert answer.status == 201, answer.text
+    webhook: dict[str, Any] = answer.body["webhook"]
+    return webhook
+
+
+# -- the JSON API --------------------------------------------------------------------------------------
+
+
+def test_every_api_call_without_the_right_token_gets_401_and_changes_nothing(
+    admin: AdminServer, receiver: Receiver
+) -> None:
+    webhook = new_webhook(admin, receiver.url("/hook"), secret=SECRET)
+    before = admin.call("GET", "/api/webhooks").body
+    document = admin.call("GET", "/openapi.json").body
+    calls = [
+        (method.upper(), path.replace("{id}", str(webhook["id"])))
+        for path, operations in document["paths"].items()
+        for method in operations
+    ]
+    assert len(calls) >= 15
+    for method, path in calls:
+        body = {"name": "changed", "ids": [1], "all": True, "url": "http://127.0.0.1:1/x", "events": "all"}
+        for token in (None, "wrong-token"):
+            answer = admin.call(method, path, body if method in ("POST", "PATCH") else None, token=token)
+            assert answer.status == 401, (method, path, answer.text)
+            assert answer.body == {"error": "missing or wrong admin token"}
+    assert admin.call("GET", "/api/webhooks").body == before
+    assert receiver.requests() == []  # the test webhook call sent nothing
+    page = admin.call("GET", "/", token=None)
+    assert page.status == 200  # the login form, after the redirect
+    assert 'action="/login"' in page.text
+
+
+def test_the_api_gives_the_clis_messages_and_saves_nothing_invalid(admin: AdminServer) -> None:
+    bad = [
+        ("ftp://example.com/hook", "asset.created"),
+        ("https://example.com/hook", "asset.nope"),
+        ("http://10.1.2.3/hook", "asset.created"),
+    ]
+    for url, event in bad:
+        answer = admin.call("POST", "/api/webhooks", {"name": "x", "url": url, "events": [event]})
+        assert answer.status == 400, answer.text
+        from_cli = cli(
+            "webhooks", "create", "--name", "x", "--url", url, "--event", event, env=admin.env.values
+        )
+        assert from_cli.code == 2
+        assert from_cli.err.strip() == f"Error: {answer.body['error']}"
+    assert admin.call("GET", "/api/webhooks").body == {"webhooks": []}
+    assert admin.call(
+        "POST", "/api/webhooks", {"name": "x", "url": "https://e.example", "events": "all", "x": 1}
+    ).body == {"error": "unknown field 'x'"}
+    assert admin.call("POST", "/api/webhooks", "not an object").status == 400
+    assert admin.call("GET", "/api/webhooks/999").status == 404
+    assert admin.call("GET", "/api/logs?limit=0").body == {"error": "limit must be between 1 and 1000"}
+
+
+def test_webhooks_through_the_api_and_no_answer_shows_a_secret(
+    admin: AdminServer, receiver: Receiver
+) -> None:
+    created = admin.call(
+        "POST",
+        "/api/webhooks",
+        {
+            "name": "Zapier",
+            "url": receiver.url("/hook"),
+            "events": "all",
+            "secret": SECRET,
+            "headers": {"X-Api-Key": HEADER_VALUE},
+        },
+    )
+    assert created.status == 201
+    webhook = created.body["webhook"]
+    assert webhook["events"] == "all"
+    assert webhook["secret"] == "****"
+    assert webhook["headers"] == {"X-Api-Key": "****"}
+    assert created.body["warnings"] == [
+        "the URL is plain http; use https so payloads and signatures travel encrypted."
+    ]
+    one = f"/api/webhooks/{webhook['id']}"
+    changed = admin.call("PATCH", one, {"events": ["asset.created", "alert.low_stock"], "active": False})
+    assert changed.body["webhook"]["events"] == ["asset.created", "alert.low_stock"]
+    assert changed.body["webhook"]["active"] is False
+    assert admin.call("POST", one + "/enable").body["webhook"]["active"] is True
+
+    tested = admin.call("POST", one + "/test")
+    assert tested.status == 200
+    assert tested.body["ok"] is True
+    assert tested.body["status_code"] == 200
+    received = receiver.wait_for(1)[0]
+    assert received.header("X-Asset-Webhook-Event") == "webhook.test"
+    assert received.header("X-Api-Key") == HEADER_VALUE
+    assert (
+        verify_delivery(SECRET, received.body, dict(received.headers), now=time.time(), tolerance=60) is None
+    )
+
+    logged = admin.call("GET", f"/api/logs?webhook_id={webhook['id']}").body["attempts"]
+    assert [(entry["event"], entry["status_code"]) for entry in logged] == [("webhook.test", 200)]
+    assert (
+        admin.call("GET", f"/api/logs/{logged[0]['id']}").body["attempt"]["delivery_id"]
+        == (tested.body["delivery_id"])
+    )
+    generated = admin.call(
+        "POST",
+        "/api/webhooks",
+        {"name": "G", "url": receiver.url(), "events": "all", "generate_secret": True},
+    )
+    assert len(generated.body["secret"]) >= 32  # shown once, to hand on
+
+    answers = [created, changed, tested]
+    answers += [
+        admin.call("GET", path)
+        for path in ("/api/webhooks", one, "/api/logs", f"/api/logs/{logged[0]['id']}")
+    ]
+    for answer in answers:
+        assert SECRET not in answer.text
+        assert HEADER_VALUE not in answer.text
+        assert generated.body["secret"] not in answer.text
+    assert generated.body["secret"] not in admin.call("GET", "/api/webhooks").text
+    assert admin.call("DELETE", one).status == 200
+    assert admin.call("GET", one).status == 404
+
+
+def test_serve_refuses_to_bind_beyond_loopback_without_a_token(env: TestEnv) -> None:
+    done = cli("serve", "--host", "0.0.0.0", "--port", str(free_port()), env=env.values)
+    assert done.code == 2
+    assert done.err.strip() == (
+        "Error: refusing to serve on 0.0.0.0 without ASSETHOOKS_ADMIN_TOKEN; set a token or use 127.0.0.1"
+    )
+
+
+def test_schemathesis_finds_no_server_error(admin_sqlite: AdminServer, receiver: Receiver) -> None:
+    new_webhook(admin_sqlite, receiver.url("/hook"))
+    schemathesis = shutil.which("schemathesis", path=str(ASSETHOOKS.parent))
+    assert schemathesis is not None
+    done = subprocess.run(
+        [
+            schemathesis,
+            "run",
+            f"{admin_sqlite.url}/openapi.json",
+            "--header",
+            f"Authorization: Bearer {TOKEN}",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "10",
+            "--seed",
+            "1",
+            "--request-timeout",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+# -- the page in headless Chromium ---------------------------------------------------------------------
+
+
+def publish(env: TestEnv, body: dict[str, Any]) -> None:
+    with EventPublisher(env.settings()) as publisher:
+        assert publisher.publish(json.dumps(body).encode())
+    assert publisher.report.failed == []
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Chromium from the Debian packages, through its chromedriver."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service as ChromeService
+
+    chromium = shutil.which("chromium")
+    driver_path = shutil.which("chromedriver")
+    assert chromium, "install Debian's chromium (make system-deps)"
+    assert driver_path, "install Debian's chromium-driver (make system-deps)"
+    options = Options()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=ChromeService(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_the_page_creates_tests_logs_and_retries(
+    admin_sqlite: AdminServer, receiver: Receiver, browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    server = admin_sqlite
+
+    def until(what: str, check: Any) -> Any:
+        return WebDriverWait(browser, 30).until(lambda _driver: check(), message=what)
+
+    def text(selector: str) -> str:
+        value: str = browser.find_element(By.CSS_SELECTOR, selector).text
+        return value
+
+    def rows(selector: str) -> list[str]:
+        return [row.text for row in browser.find_elements(By.CSS_SELECTOR, f"{selector} tbody tr")]
+
+    def click(label: str, within: str = "body") -> None:
+        scope = browser.find_element(By.CSS_SELECTOR, within)
+        scope.find_element(By.XPATH, f".//button[normalize-space()='{label}']").click()
+
+    browser.get(server.url + "/")
+    until("the login form", lambda: "/login" in browser.current_url)
+    browser.find_element(By.ID, "token").send_keys(TOKEN + "\n")
+    until("the webhooks page", lambda: text("h1") == "Webhooks" and browser.find_elements(By.NAME, "event"))
+
+    # New Webhook with an invalid URL: the CLI's message, nothing saved
+    click("New Webhook")
+    browser.find_element(By.ID, "f-name").send_keys("Sync to ERP")
+    browser.find_element(By.ID, "f-url").send_keys("ftp://example.com/hook")
+    browser.find_element(By.CSS_SELECTOR, "input[value='asset.created']").click()
+    click("Save")
+    expected = cli(
+        "webhooks",
+        "create",
+        "--name",
+        "x",
+        "--url",
+        "ftp://example.com/hook",
+        "--event",
+        "asset.created",
+        env=server.env.values,
+    ).err.strip()
+    until("the URL problem", lambda: f"Error: {text('#problem')}" == expected)
+    # an event the server does not know (a stale page): the CLI's message, nothing saved
+    browser.execute_script(
+        "const box = document.querySelector(\"input[value='asset.created']\").cloneNode();"
+        "box.value = 'asset.nope'; box.checked = true;"
+        "document.querySelector('#event-groups').appendChild(box);"
+    )
+    url_field = browser.find_element(By.ID, "f-url")
+    url_field.clear()
+    url_field.send_keys(receiver.url("/hook"))
+    click("Save")
+    unknown = cli(
+        "webhooks",
+        "create",
+        "--name",
+        "x",
+        "--url",
+        receiver.url("/hook"),
+        "--event",
+        "asset.nope",
+        env=server.env.values,
+    ).err.strip()
+    until("the event problem", lambda: f"Error: {text('#problem')}" == unknown)
+    assert server.call("GET", "/api/webhooks").body == {"webhooks": []}
+
+    # fixed: saved, with a secret, listed
+    browser.execute_script("document.querySelector(\"input[value='asset.nope']\").remove()")
+    browser.find_element(By.ID, "f-secret").send_keys(SECRET)
+    click("Save")
+    until("the saved webhook", lambda: "Sync to ERP" in text("#webhooks"))
+    [webhook] = server.call("GET", "/api/webhooks").body["webhooks"]
+    assert webhook["events"] == ["asset.created"]
+    assert webhook["secret"] == "****"
+
+    # Test Webhook: a signed delivery arrives, the page shows the answer
+    click("Test Webhook", "#webhooks")
+    until("the test result", lambda: "HTTP 200" in text("#test-result"))
+    received = receiver.wait_for(1)[0]
+    assert received.header("X-Asset-Webhook-Event") == "webhook.test"
+    assert (
+        verify_delivery(SECRET, received.body, dict(received.headers), now=time.time(), tolerance=60) is None
+    )
+
+    # a real event that fails every attempt, then the retry from the logs view succeeds
+    receiver.plan("/hook", then=500)
+    publish(
+        server.env,
+        {
+            "event": "asset.created",
+            "timestamp": "2026-11-28T10:00:00+00:00",
+            "source": "tests",
+            "asset_id": 7,
+            "asset": {"id": 7},
+            "data": {},
+        },
+    )
+    with service("all", server.env.values, tmp_path / "run.log"):
+        read_topic(server.env["kafka_bootstrap"], server.env["dlq_topic"], count=1, timeout=60)
+        assert len(receiver.requests("/hook")) == 1 + 3  # the test, then three failed attempts
+        receiver.plan("/hook", then=200)
+        click("Webhook Logs")
+        until("the failed attempts", lambda: sum("asset.created" in row for row in rows("#logs")) == 3)
+        assert "webhook.test" in text("#logs tbody")
+        browser.find_element(By.CSS_SELECTOR, "#logs tbody").find_element(
+            By.XPATH, ".//button[normalize-space()='Retry']"
+        ).click()
+        until("the retry to be queued", lambda: "Queued delivery" in text("#message"))
+        wait_until(
+            lambda: [
+                r for r in receiver.delivered("/hook") if r.header("X-Asset-Webhook-Event") == "asset.created"
+            ],
+            timeout=60,
+            what="the retried delivery",
+        )
+        click("Filter", "#log-filters")
+        until(
+            "the successful retry in the logs",
+            lambda: any("asset.created" in row and " 200 ok " in row for row in rows("#logs")),
+        )
+
+        # the dead letter: listed, then purged from the page
+        click("Dead letters")
+        until("the dead letter", lambda: "attempts-exhausted" in text("#dlq tbody"))
+        click("Purge", "#dlq")
+        browser.switch_to.alert.accept()
+        until(
+            "the purge",
+            lambda: "Purged 1 entries" in text("#message") and "attempts-exhausted" not in text("#dlq tbody"),
+        )
