@@ -18,9 +18,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from assethooks.kafka import ensure_topics
 from assethooks.settings import Settings
+from assethooks.store.db import make_engine
+from assethooks.store.migrate import upgrade
 from tests.support import ROOT, Receiver
 
 _chosen: dict[str, str] = {}
@@ -162,6 +166,16 @@ def env(kafka_bootstrap: str, tmp_path: Path) -> TestEnv:
             "ASSETHOOKS_SHUTDOWN_TIMEOUT": "10s",
         }
     )
+
+
+@pytest.fixture
+def engine(env: TestEnv) -> Iterator[Engine]:
+    """The test's migrated SQLite store, with its topics created."""
+    store = make_engine(env["database_url"])
+    upgrade(store)
+    ensure_topics(env.settings())
+    yield store
+    store.dispose()
 
 
 @pytest.fixture

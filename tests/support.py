@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -27,6 +28,14 @@ POLL_INTERVAL = 0.05  # seconds between two looks at a condition
 
 ASSETHOOKS = Path(sys.executable).with_name("assethooks")
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def wait_until(check: Callable[[], T | None], *, timeout: float = 30.0, what: str = "condition") -> T:

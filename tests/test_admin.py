@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -22,18 +21,11 @@ import pytest
 from assethooks.signing import verify_delivery
 from producers.events import EventPublisher
 from tests.conftest import TestEnv
-from tests.support import ASSETHOOKS, Receiver, cli, read_topic, service, wait_until
+from tests.support import ASSETHOOKS, Receiver, cli, free_port, read_topic, service, wait_until
 
 TOKEN = "admin-token-for-tests"
 SECRET = "receiver-secret-1234"
 HEADER_VALUE = "api-key-value-5678"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -246,7 +238,9 @@ def test_serve_refuses_to_bind_beyond_loopback_without_a_token(env: TestEnv) -> 
     )
 
 
-def test_schemathesis_finds_no_server_error(admin_sqlite: AdminServer, receiver: Receiver) -> None:
+def test_schemathesis_finds_no_server_error(
+    admin_sqlite: AdminServer, receiver: Receiver, tmp_path: Path
+) -> None:
     new_webhook(admin_sqlite, receiver.url("/hook"))
     schemathesis = shutil.which("schemathesis", path=str(ASSETHOOKS.parent))
     assert schemathesis is not None
@@ -271,6 +265,7 @@ def test_schemathesis_finds_no_server_error(admin_sqlite: AdminServer, receiver:
         timeout=600,
         check=False,
         env={**os.environ, "NO_COLOR": "1"},
+        cwd=tmp_path,  # its cache folder goes there
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 

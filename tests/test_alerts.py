@@ -5,20 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine
 
 from assethooks.alerts import AssetState, FieldNames, apply, due_alerts
-from assethooks.kafka import ensure_topics
 from assethooks.store.assets import all_states
-from assethooks.store.db import make_engine
-from assethooks.store.migrate import upgrade
 from assethooks.store.webhooks import WebhookStore
 from schemas.events import AssetEvent, parse_event
 from schemas.webhooks import validate_webhook
@@ -136,15 +131,6 @@ def test_field_names_are_configurable() -> None:
 
 
 # -- against the real broker ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def engine(env: TestEnv) -> Iterator[Engine]:
-    store = make_engine(env["database_url"])
-    upgrade(store)
-    ensure_topics(env.settings())
-    yield store
-    store.dispose()
 
 
 def publish(env: TestEnv, events: list[dict[str, Any]]) -> None:

@@ -13,11 +13,10 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from schemas.events import parse_event
 from schemas.tasks import DEAD_LETTER_HEADER, DeadLetter, SourceRef, delivery_id_for, header_value
 from schemas.webhooks import validate_webhook
 from tests.conftest import TestEnv
-from tests.support import ROOT, Receiver, Service, wait_until
+from tests.support import ROOT, Receiver, Service, free_port, wait_until
 
 pytestmark = pytest.mark.chaos
 
@@ -47,13 +46,6 @@ EVENTS = 3000 if LONG else 300
 FAULTS = 10 if LONG else 3
 # Enough attempts, close together, that nothing needs the dead-letter topic while faults last.
 PATIENT = "1s,1s,2s,2s,3s,3s,5s,5s,5s,5s,5s,5s"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def event(number: int) -> bytes:
@@ -149,15 +141,6 @@ class Ledger:
             f"dead letters {len(dead)} {dict(reasons)}, recovery {recovered:.1f}s"
         )
         assert not lost
-
-
-@pytest.fixture
-def engine(env: TestEnv) -> Iterator[Engine]:
-    store = make_engine(env["database_url"])
-    upgrade(store)
-    ensure_topics(env.settings())
-    yield store
-    store.dispose()
 
 
 def webhooks(engine: Engine, receiver: Receiver, count: int = 1) -> list[int]:

@@ -5,32 +5,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine
 
-from assethooks.kafka import ensure_topics
-from assethooks.store.db import make_engine
 from assethooks.store.delivery_log import recent_entries
-from assethooks.store.migrate import upgrade
 from assethooks.store.webhooks import WebhookStore
 from consumers.breaker import Breakers, Transition
 from schemas.tasks import DEAD_LETTER_HEADER, DeadLetter, header_value
 from schemas.webhooks import Webhook, validate_webhook
 from tests.conftest import TestEnv
 from tests.support import Answer, Receiver, cli, committed_to_end, read_topic, service, wait_until
-
-
-@pytest.fixture
-def engine(env: TestEnv) -> Iterator[Engine]:
-    store = make_engine(env["database_url"])
-    upgrade(store)
-    ensure_topics(env.settings())
-    yield store
-    store.dispose()
 
 
 def add_webhook(engine: Engine, url: str) -> Webhook:

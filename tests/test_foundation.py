@@ -22,14 +22,7 @@ from assethooks.settings import load_settings
 from assethooks.store.db import database_url
 from assethooks.store.models import Base
 from tests.conftest import TestEnv
-from tests.support import ROOT, cli, wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.support import ROOT, cli, free_port, wait_until
 
 
 def port_open(port: int) -> bool:

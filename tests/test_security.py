@@ -8,7 +8,6 @@ import ipaddress
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -30,7 +29,17 @@ from assethooks.store.db import make_engine
 from assethooks.store.migrate import upgrade
 from schemas.tasks import DEAD_LETTER_HEADER, DeadLetter, header_value
 from tests.conftest import TestEnv
-from tests.support import ASSETHOOKS, ROOT, Receiver, Redirect, cli, read_topic, service, wait_until
+from tests.support import (
+    ASSETHOOKS,
+    ROOT,
+    Receiver,
+    Redirect,
+    cli,
+    free_port,
+    read_topic,
+    service,
+    wait_until,
+)
 
 FULLWIDTH_LOOPBACK = "".join(chr(ord(char) + 0xFEE0) if char.isdigit() else char for char in "127.0.0.1")
 
@@ -406,20 +415,13 @@ def test_secrets_at_rest_need_the_key_and_can_be_encrypted_later(env: TestEnv, e
 # -- Kafka authentication ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_kafka_with_sasl_works_with_the_right_credentials_and_says_why_not_otherwise(env: TestEnv) -> None:
-    port, sasl_port = _free_port(), _free_port()
+    port, sasl_port = free_port(), free_port()
     script = [str(ROOT / "scripts" / "kafka-local.sh")]
     broker_env = {
         **os.environ,
         "KAFKA_PORT": str(port),
-        "KAFKA_CONTROLLER_PORT": str(_free_port()),
+        "KAFKA_CONTROLLER_PORT": str(free_port()),
         "KAFKA_SASL_PORT": str(sasl_port),
         "KAFKA_SASL_USERS": f"assethooks:{KAFKA_PASSWORD}",
     }
