@@ -134,6 +134,9 @@ class Lanes(Generic[D]):
                 lane.busy += 1
                 try:
                     async with self._running:
+                        if lane.congested:  # it became congested while this one waited its turn
+                            self._spill_item(item)
+                            continue
                         began = lane.started[index] = self._clock()
                         settled = await self._attempt(item.delivery)
                 except Exception as exc:  # a bug: the record must not complete

@@ -42,10 +42,18 @@ class AdminServer:
     url: str
     env: TestEnv
 
-    def call(self, method: str, path: str, body: Any = None, *, token: str | None = TOKEN) -> Answer:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = TOKEN,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
         """One HTTP request; the answer whatever its status."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)
+        data = body if isinstance(body, bytes) else None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
         if data is not None:
             request.add_header("Content-Type", "application/json")
         if token is not None:
@@ -76,6 +84,12 @@ def _answers(url: str) -> bool:
 def admin(env: TestEnv, store_url: str, tmp_path: Path) -> Iterator[AdminServer]:
     """`assethooks serve` on a fresh store (SQLite, then PostgreSQL), with an admin token."""
     yield from _serve(env.with_(database_url=store_url, admin_token=TOKEN), tmp_path)
+
+
+@pytest.fixture
+def admin_open(env: TestEnv, tmp_path: Path) -> Iterator[AdminServer]:
+    """`assethooks serve` without a token (loopback only)."""
+    yield from _serve(env, tmp_path)
 
 
 @pytest.fixture
@@ -228,6 +242,31 @@ def test_webhooks_through_the_api_and_no_answer_shows_a_secret(
     assert generated.body["secret"] not in admin.call("GET", "/api/webhooks").text
     assert admin.call("DELETE", one).status == 200
     assert admin.call("GET", one).status == 404
+
+
+def test_bad_requests_get_one_line_json_errors_never_a_500(admin: AdminServer) -> None:
+    assert admin.call("GET", "/api/nowhere").body == {"error": "Not Found"}
+    assert admin.call("GET", "/api/webhooks/" + "9" * 5000).status == 404
+    assert admin.call("POST", "/api/webhooks", b"[" * 100_000).body == {
+        "error": "the request body must be JSON"
+    }
+    assert admin.call(
+        "POST", "/api/webhooks", {"name": "x", "url": "https://e.example", "events": True}
+    ).body == {"error": "events must be a list of event names"}
+    assert admin.call("GET", "/api/logs?since=nonsense").status == 400
+
+
+def test_without_a_token_only_this_servers_own_page_may_write(admin_open: AdminServer) -> None:
+    body = {"name": "x", "url": "https://hooks.example.com/x", "events": "all"}
+    other_site = admin_open.call("POST", "/api/webhooks", body, token=None)
+    assert other_site.status == 403
+    rebound = admin_open.call("GET", "/api/webhooks", token=None, headers={"Host": "evil.example:8080"})
+    assert rebound.status == 403
+    assert admin_open.call("GET", "/api/webhooks", token=None).body == {"webhooks": []}
+    page = admin_open.call(
+        "POST", "/api/webhooks", body, token=None, headers={"X-Requested-With": "assethooks"}
+    )
+    assert page.status == 201
 
 
 def test_serve_refuses_to_bind_beyond_loopback_without_a_token(env: TestEnv) -> None:

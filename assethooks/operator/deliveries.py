@@ -176,7 +176,7 @@ def resend_failed(
         records.update(
             {delivery_id: found[where] for delivery_id, where in in_topic.items() if where in found}
         )
-    existing = {webhook.id for webhook in WebhookStore(engine).list()}
+    existing = WebhookStore(engine).ids()
     with RecordWriter(settings) as writer:
         for delivery_id, attempt in chosen.items():
             record = records.get(delivery_id)

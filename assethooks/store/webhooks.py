@@ -57,6 +57,15 @@ class WebhookStore:
 
         return guarded(self._engine, run)
 
+    def ids(self) -> set[int]:
+        """The ids of every webhook (nothing decrypted)."""
+
+        def run() -> set[int]:
+            with self._sessions() as session:
+                return set(session.scalars(select(WebhookRow.id)))
+
+        return guarded(self._engine, run)
+
     def list(self, *, active_only: bool = False) -> list[Webhook]:
         """Every webhook (or every active one), by id; a row that no longer validates is left out."""
 

@@ -87,26 +87,47 @@ def _token(request: web.Request) -> str | None:
     return None if secret is None else secret.get_secret_value()
 
 
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")  # header bytes that are not UTF-8 stay comparable
+
+
+def _same_site(request: web.Request) -> bool:
+    """True for requests a browser only sends from our own page: reads, or writes carrying a header that
+    another site cannot add without our consent."""
+    return request.method in ("GET", "HEAD") or "X-Requested-With" in request.headers
+
+
 def _authorised(request: web.Request, token: str) -> bool:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and given:
-        return hmac.compare_digest(given.strip().encode(), token.encode())
+        return hmac.compare_digest(_bytes(given.strip()), _bytes(token))
     cookie = request.cookies.get(SESSION_COOKIE, "")
-    if not hmac.compare_digest(cookie.encode(), session_value(token).encode()):
-        return False
-    return request.method in ("GET", "HEAD") or "X-Requested-With" in request.headers
+    return hmac.compare_digest(_bytes(cookie), _bytes(session_value(token))) and _same_site(request)
+
+
+def _loopback_host(request: web.Request) -> bool:
+    """True when the request names a loopback host (not a DNS name rebound to 127.0.0.1)."""
+    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+    return host.lower() in ("localhost", "127.0.0.1", "[::1]")
 
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authentication, and project errors as one-line JSON answers."""
+    """Authentication, and errors as one-line JSON answers."""
     token = _token(request)
-    if token is not None and request.path not in ("/login", "/healthz") and not _authorised(request, token):
+    if token is None:  # loopback only: still refuse other sites' pages and rebound DNS names
+        if not (_loopback_host(request) and _same_site(request)):
+            return _error(403, "requests must come from this server's own page or carry X-Requested-With")
+    elif request.path not in ("/login", "/healthz") and not _authorised(request, token):
         if request.path == "/" and request.method == "GET":
             raise web.HTTPFound("/login")
         return _error(401, "missing or wrong admin token", {"WWW-Authenticate": "Bearer"})
     try:
         return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason)
     except AssetHooksError as exc:
         status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
         if status == 500:
@@ -122,10 +143,10 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def _id(request: web.Request, name: str = "id") -> int:
-    value = int(request.match_info[name])  # the route admits digits only
-    if value > MAX_ID:
-        raise NotFoundError(f"no such id: {value}")
-    return value
+    raw = request.match_info[name]  # the route admits digits only
+    if len(raw) > len(str(MAX_ID)) or int(raw) > MAX_ID:
+        raise NotFoundError(f"no such id: {raw[:20]}")
+    return int(raw)
 
 
 def _int(value: str | None, name: str, *, low: int = 0, high: int = MAX_ID) -> int | None:
@@ -143,7 +164,7 @@ def _int(value: str | None, name: str, *, low: int = 0, high: int = MAX_ID) -> i
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json(loads=json.loads)
-    except ValueError:
+    except (ValueError, LookupError, RecursionError):  # not JSON, an unknown charset, nested too deep
         raise InvalidInputError("the request body must be JSON") from None
     if not isinstance(body, dict):
         raise InvalidInputError("the request body must be a JSON object")
@@ -185,7 +206,9 @@ def _run(function: Callable[..., T], *args: Any, **kwargs: Any) -> Awaitable[T]:
 # -- webhooks ------------------------------------------------------------------------------------------
 
 
-def _webhook_fields(body: dict[str, Any], *, creating: bool) -> tuple[dict[str, Any], str | None]:
+def _webhook_fields(
+    body: dict[str, Any], *, creating: bool, scheme: str = "seed"
+) -> tuple[dict[str, Any], str | None]:
     """The webhook fields of a request body, and the secret generated for it if asked to."""
     fields = dict(body)
     generate = fields.pop("generate_secret", False)
@@ -199,8 +222,8 @@ def _webhook_fields(body: dict[str, Any], *, creating: bool) -> tuple[dict[str, 
     if generate:
         if fields.get("secret") is not None:
             raise InvalidWebhookError("use either secret or generate_secret, not both")
-        scheme = fields.get("signature", "seed")
-        generated = generate_secret(scheme if isinstance(scheme, str) else "seed")
+        chosen = fields.get("signature", scheme)
+        generated = generate_secret(chosen if isinstance(chosen, str) else scheme)
         fields["secret"] = generated
     return fields, generated
 
@@ -232,7 +255,8 @@ async def show(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
     webhook_id = _id(request)
-    fields, generated = _webhook_fields(await _body(request), creating=False)
+    current = await _run(admin.webhooks.get, webhook_id)
+    fields, generated = _webhook_fields(await _body(request), creating=False, scheme=current.signature)
     saved = await _run(update_webhook, admin.settings, admin.webhooks, webhook_id, **fields)
     return _saved(saved, generated)
 
@@ -393,9 +417,12 @@ async def login(request: web.Request) -> web.Response:
     token = _token(request)
     if token is None:
         raise web.HTTPFound("/")
-    form = await request.post()
-    given = form.get("token")
-    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), token.encode()):
+    try:
+        form = await request.post()
+    except (ValueError, LookupError):
+        form = None
+    given = None if form is None else form.get("token")
+    if not isinstance(given, str) or not hmac.compare_digest(_bytes(given), _bytes(token)):
         return web.Response(
             text=_static("login.html").replace("<!--problem-->", "<p role=alert>Wrong token.</p>"),
             content_type="text/html",
