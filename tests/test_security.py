@@ -10,7 +10,6 @@ import os
 import shutil
 import ssl
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import Engine, text
 
-from assethooks.kafka import ensure_topics
 from assethooks.secrets import new_key
 from assethooks.signing import verify_delivery
-from assethooks.store.db import make_engine
-from assethooks.store.migrate import upgrade
 from schemas.tasks import DEAD_LETTER_HEADER, DeadLetter, header_value
 from tests.conftest import TestEnv
 from tests.support import (
@@ -42,15 +38,6 @@ from tests.support import (
 )
 
 FULLWIDTH_LOOPBACK = "".join(chr(ord(char) + 0xFEE0) if char.isdigit() else char for char in "127.0.0.1")
-
-
-@pytest.fixture
-def engine(env: TestEnv) -> Iterator[Engine]:
-    store = make_engine(env["database_url"])
-    upgrade(store)
-    ensure_topics(env.settings())
-    yield store
-    store.dispose()
 
 
 def create(env: TestEnv, *args: str, name: str = "hook") -> Any:
