@@ -13,6 +13,7 @@ Each alert has a key naming its condition, so that it is sent once per condition
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -22,6 +23,7 @@ from assethooks.settings import Settings
 from schemas.events import AssetEvent, EventName
 
 ALERT_SOURCE = "assethooks.alerts"
+MAX_CHECKOUT_KEY = 80  # an alert key holds it with the asset id (at most 100) in 200 characters
 _GONE = {EventName.ASSET_DELETED, EventName.ASSET_LIQUIDATED}
 
 
@@ -91,27 +93,37 @@ def _date(value: Any) -> date | None:
 
 
 def _moment(value: Any) -> datetime | None:
+    """A time in UTC; ``None`` when ``value`` is not one or lies outside the years 1 to 9999 in UTC."""
     if not isinstance(value, str) or not value:
         return None
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        if moment.tzinfo is None:  # a bare date or a local time: read as UTC, end of day for a date
+            moment = moment.replace(tzinfo=UTC)
+            if len(value) == 10:
+                moment += timedelta(days=1)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if moment.tzinfo is None:  # a bare date or a local time: read as UTC, end of day for a date
-        moment = moment.replace(tzinfo=UTC)
-        if len(value) == 10:
-            moment += timedelta(days=1)
-    return moment
 
 
 def _number(value: Any) -> float | None:
+    """A finite number; ``None`` for anything else, a number beyond a double's range included."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
+
+
+def _checkout_key(value: Any) -> str:
+    """A checkout id as a key short enough for an alert's key (long ids are replaced by their digest)."""
+    text = str(value)
+    if len(text) <= MAX_CHECKOUT_KEY:
+        return text
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def apply(
@@ -162,7 +174,7 @@ def _checkout(event: AssetEvent, fields: FieldNames, position: tuple[int, int]) 
     if event.event is not EventName.ASSET_CHECKED_OUT:
         return {}
     found, checkout = _lookup(event, fields.checkout_id)
-    key = str(checkout) if found and checkout is not None else f"{position[0]}-{position[1]}"
+    key = _checkout_key(checkout) if found and checkout is not None else f"{position[0]}-{position[1]}"
     return {"checkout_key": key, "checkout_due": _moment(_lookup(event, fields.checkout_due)[1])}
 
 
@@ -252,11 +264,13 @@ def due_alerts(
 
 
 def envelope(alert: Alert, now: datetime) -> dict[str, Any] | None:
-    """The seed's envelope for ``alert``, or ``None`` when its asset id is not a number (the envelope's
-    ``asset_id`` is an integer)."""
+    """The seed's envelope for ``alert``, or ``None`` when its asset id is not a 64-bit number (the
+    envelope's ``asset_id``)."""
     try:
         asset_id = int(alert.asset_id)
     except ValueError:
+        return None
+    if not -(2**63) <= asset_id < 2**63:  # what the envelope's asset_id takes
         return None
     return {
         "event": alert.event.value,

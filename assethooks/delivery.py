@@ -195,10 +195,14 @@ class HttpSender:
             failure = exc
         except TimeoutError:
             failure = DeliveryTimeoutError(f"no answer within {self._timeout.total:g}s", status_code=status)
+        except aiohttp.InvalidURL as exc:
+            failure = PermanentDeliveryError(f"invalid URL: {_first_line(str(exc))}")
         except aiohttp.ClientError as exc:
             failure = TransportError(_describe_client_error(exc), status_code=status)
         except OSError as exc:
             failure = TransportError(f"connection failed: {exc.strerror or exc}", status_code=status)
+        except (ValueError, TypeError) as exc:  # the client refused to build the request (UnicodeError too)
+            failure = PermanentDeliveryError(f"the request cannot be sent: {_first_line(str(exc))}")
         duration_ms = (time.perf_counter() - started) * 1000
         return AttemptResult(status, duration_ms, answer, failure)
 
@@ -248,5 +252,8 @@ def _describe_client_error(exc: aiohttp.ClientError) -> str:
         return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection without an answer"
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0]
+    return _first_line(str(exc) or type(exc).__name__)
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else text

@@ -1,9 +1,9 @@
 """Where deliveries may go: only to public addresses, unless an address range is explicitly allowed.
 
 Loopback, private (RFC 1918), carrier-grade NAT, link-local (cloud metadata 169.254.169.254 included),
-unspecified, multicast, reserved, IPv6 loopback/ULA/link-local, and IPv4-mapped forms of these are all
-refused: an address passes when it is globally routable and not multicast, or when it lies in an allowed
-range.
+unspecified, multicast, reserved, IPv6 loopback/ULA/link-local, the IPv6 forms that carry any of these
+(mapped, compatible, translated, NAT64, 6to4, Teredo) and the local-use NAT64 prefix are all refused: an
+address passes when it is globally routable and not multicast, or when it lies in an allowed range.
 """
 
 from __future__ import annotations
@@ -29,12 +29,21 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_SIIT = ipaddress.ip_network("::ffff:0:0:0/96")  # IPv4-translated (RFC 2765; mapped is ::ffff:0:0/96)
+# Never a public destination, although the ``ipaddress`` of some Python versions calls them global: the
+# local-use NAT64 prefix (RFC 8215), which can carry any IPv4 address at several offsets.
+_NEVER_PUBLIC = (ipaddress.ip_network("64:ff9b:1::/48"),)
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """The IPv4 addresses an IPv6 address carries: mapped, compatible, NAT64, 6to4 and Teredo forms."""
+    """The IPv4 addresses an IPv6 address carries: mapped, compatible, translated, NAT64, 6to4 and Teredo
+    forms."""
     found = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
-    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):  # :: and ::1 are IPv6's own
+    if (
+        address in _NAT64
+        or address in _SIIT
+        or (address in _IPV4_COMPATIBLE and int(address) > 1)  # :: and ::1 are IPv6's own
+    ):
         found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
     return [embedded for embedded in found if embedded is not None]
 
@@ -47,6 +56,8 @@ def address_allowed(address: IPAddress, allowed: Iterable[IPNetwork] = ()) -> bo
     if any(address.version == network.version and address in network for network in ranges):
         return True
     if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in _NEVER_PUBLIC):
+            return False
         embedded = _embedded_ipv4(address)
         if embedded and not all(address_allowed(inner, ranges) for inner in embedded):
             return False

@@ -122,14 +122,6 @@ class DeliveryPipeline:
         return self._lanes.submit(delivery)
 
     async def _attempt(self, delivery: Delivery) -> asyncio.Future[None]:
-        request = build_request(
-            delivery.webhook,
-            delivery.body,
-            event=delivery.event,
-            delivery_id=delivery.delivery_id,
-            attempt=delivery.attempt,
-            now=self._clock(),
-        )
         webhook_id = delivery.webhook.id
         now = time.monotonic()
         if not self._breakers.allow(webhook_id, now):
@@ -137,7 +129,7 @@ class DeliveryPipeline:
             return asyncio.ensure_future(
                 self._postpone(delivery, "its circuit is open after repeated failures", wait)
             )
-        result = await self._sender.send(request)
+        result = await self._send(delivery)
         failure = result.failure
         self._health.record(webhook_id, ok=failure is None, at=self._clock())
         trips = failure is not None and failure.trips_breaker
@@ -152,6 +144,24 @@ class DeliveryPipeline:
             metrics.OPEN_CIRCUITS.dec()
             log.warning("circuit closed for webhook %d: deliveries are sent again", webhook_id)
         return self._settle(delivery, result)
+
+    async def _send(self, delivery: Delivery) -> AttemptResult:
+        """Build and post one attempt's request. Whatever goes wrong is a failed attempt, never an error
+        of the consumer: a request that cannot be built is undeliverable (and replayable once fixed)."""
+        try:
+            request = build_request(
+                delivery.webhook,
+                delivery.body,
+                event=delivery.event,
+                delivery_id=delivery.delivery_id,
+                attempt=delivery.attempt,
+                now=self._clock(),
+            )
+            return await self._sender.send(request)
+        except Exception as exc:
+            log.exception("attempt of delivery %s could not be made", delivery.delivery_id)
+            failure = PermanentDeliveryError(f"the request cannot be sent: {type(exc).__name__}: {exc}")
+            return AttemptResult(None, 0.0, None, failure)
 
     def _settle(self, delivery: Delivery, result: AttemptResult) -> asyncio.Future[None]:
         """Log the attempt and, when it failed, hand the delivery on; the future completes once both are

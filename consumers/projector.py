@@ -18,14 +18,12 @@ from sqlalchemy import Engine
 from assethooks.alerts import FieldNames
 from assethooks.clock import Clock, utc_now
 from assethooks.errors import InvalidEventError, StoreUnavailableError
-from assethooks.store.assets import project
+from assethooks.store.assets import ProjectedItem, project
 from consumers.dispatcher import record_key
 from consumers.runtime import coordinates
-from schemas.events import AssetEvent, parse_event
+from schemas.events import parse_event
 
 log = logging.getLogger(__name__)
-
-Item = tuple[str, AssetEvent, tuple[int, int]]
 
 
 class Projector:
@@ -38,7 +36,7 @@ class Projector:
         self._fields = fields
         self._interval = interval
         self._clock = clock
-        self._pending: list[tuple[Item | None, asyncio.Future[None]]] = []
+        self._pending: list[tuple[ProjectedItem | None, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="projection")
         self._task: asyncio.Task[None] | None = None
@@ -56,7 +54,7 @@ class Projector:
 
     def schedule(self, record: Message) -> Awaitable[None]:
         """Queue one record; its future completes when its batch is committed."""
-        item: Item | None = None
+        item: ProjectedItem | None = None
         try:
             event = parse_event(record.value())
             asset_id = record_key(record) or event.asset_key

@@ -37,10 +37,18 @@ class SubscriptionCache:
         self._task = asyncio.get_running_loop().create_task(self._keep_fresh(), name="subscriptions")
 
     async def refresh(self) -> None:
-        """Reload every webhook from the store."""
+        """Reload every webhook from the store; log what changed since the last load."""
         webhooks = await asyncio.to_thread(self._store.list)
-        self._by_id = {webhook.id: webhook for webhook in webhooks}
+        before, self._by_id = self._by_id, {webhook.id: webhook for webhook in webhooks}
         self._by_event = index_by_event(webhooks, self._events)
+        if self._task is None:
+            log.info("%d webhooks loaded", len(webhooks))
+            return
+        for webhook_id in sorted(before.keys() | self._by_id.keys()):
+            old, new = before.get(webhook_id), self._by_id.get(webhook_id)
+            if old != new:
+                change = "added" if old is None else "removed" if new is None else "changed"
+                log.info("webhook %d %s", webhook_id, change)
 
     async def _keep_fresh(self) -> None:
         while True:

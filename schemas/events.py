@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StrictInt, ValidationError, model_validator
+import pydantic_core
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from assethooks.errors import InvalidEventError
 
@@ -68,6 +82,8 @@ EVENT_GROUPS: Final[dict[str, tuple[EventName, ...]]] = {
 
 DEFAULT_SOURCE: Final = "perfex_assets_module"
 TEST_EVENT: Final = "webhook.test"
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+AssetId = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]  # a database id: 64 bits
 
 
 class AssetEvent(BaseModel):
@@ -78,9 +94,20 @@ class AssetEvent(BaseModel):
     event: EventName
     timestamp: AwareDatetime
     source: str
-    asset_id: StrictInt | None
+    asset_id: AssetId | None
     asset: dict[str, Any]
     data: dict[str, Any]
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _iso_8601(cls, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value
+        if not isinstance(value, str) or not _ISO_DATE_TIME.match(value):
+            raise ValueError(
+                "must be an ISO 8601 date and time with its offset, e.g. 2025-02-04T12:00:00+00:00"
+            )
+        return value
 
     @model_validator(mode="after")
     def _asset_id_null_only_when_deleted(self) -> AssetEvent:
@@ -106,8 +133,8 @@ def _reason(error: ValidationError) -> str:
     first = error.errors(include_url=False)[0]
     where = ".".join(str(part) for part in first["loc"])
     kind = first["type"]
-    if kind == "json_invalid":
-        return f"not valid JSON: {first['ctx'].get('error', 'parse error')}" if "ctx" in first else "not JSON"
+    if kind == "dict_type":  # said as JSON says it: the document was parsed before it was validated
+        return f"field {where!r}: Input should be an object"
     if kind == "model_type":
         return "not a JSON object"
     if kind == "missing":
@@ -116,17 +143,74 @@ def _reason(error: ValidationError) -> str:
         return f"unknown event {first['input']!r}"
     if not where:
         return first["msg"].removeprefix("Value error, ")
-    return f"field {where!r}: {first['msg']}"
+    return f"field {where!r}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def parse_event(raw: bytes | None) -> AssetEvent:
-    """Validate a record value as an asset event; raise ``InvalidEventError`` with a one-line reason."""
+    """Validate a record value as an asset event; raise ``InvalidEventError`` with a one-line reason.
+
+    The value must be strict JSON (RFC 8259), since it is delivered byte for byte and every receiver must
+    read it as we do: no ``NaN`` or ``Infinity``, no number too large for a double, no repeated key.
+    """
     if not raw:
         raise InvalidEventError("empty record value")
     try:
-        return AssetEvent.model_validate_json(raw)
+        document = pydantic_core.from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
+        raise InvalidEventError(f"not valid JSON: {exc}") from None
+    _check_strict(raw, document)
+    try:
+        return AssetEvent.model_validate(document)
     except ValidationError as exc:
         raise InvalidEventError(_reason(exc)) from None
+
+
+# Where a key ends: a quote, optional blanks, a colon. Outside strings only keys match; inside a string it
+# takes an escaped quote before a colon, which is rare.
+_KEY_END = re.compile(rb'"\s*:')
+
+
+def _check_strict(raw: bytes, document: Any) -> None:
+    """Refuse what a lenient parse let through: numbers that overflow a double, and repeated keys (the
+    parse keeps the last, other receivers the first). The fast test counts key ends in the raw bytes
+    against the keys parsed: they are equal exactly when no key repeats and no string mimics a key end."""
+    if len(_KEY_END.findall(raw)) == _count_keys(document):
+        return
+    try:
+        json.loads(raw, object_pairs_hook=_unique_keys)
+    except _RepeatedKeyError as exc:
+        raise InvalidEventError(f"not strict JSON: key {exc.args[0]!r} appears twice in one object") from None
+
+
+class _RepeatedKeyError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _RepeatedKeyError(key)
+        found[key] = value
+    return found
+
+
+def _count_keys(value: Any) -> int:
+    """The keys of every object in a parsed document; raise on a number that overflowed to infinity."""
+    items: Iterable[Any]
+    if type(value) is dict:
+        count, items = len(value), value.values()
+    elif type(value) is list:
+        count, items = 0, value
+    else:
+        return 0
+    for item in items:
+        kind = type(item)
+        if kind is dict or kind is list:
+            count += _count_keys(item)
+        elif kind is float and not math.isfinite(item):
+            raise InvalidEventError("not strict JSON: a number is too large for a double")
+    return count
 
 
 def sample_test_event(now: datetime) -> dict[str, Any]:

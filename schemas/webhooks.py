@@ -19,6 +19,10 @@ from schemas.events import EventName
 MASK: Final = "****"
 MAX_NAME = 200
 MAX_URL = 2048
+MAX_SECRET_BYTES = 512  # what the store's column holds once encrypted
+MAX_HEADERS = 50
+MAX_HEADER_NAME = 100
+MAX_HEADER_VALUE = 4096
 
 # Headers every delivery sets itself; a custom header may never replace one of them.
 DELIVERY_HEADERS: Final = frozenset(
@@ -36,7 +40,15 @@ DELIVERY_HEADERS: Final = frozenset(
     }
 )
 DELIVERY_HEADER_PREFIX: Final = "x-asset-webhook-"
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Headers that change how the request travels rather than what it says: a custom header may not set them
+# either (``Expect: 100-continue`` alone would make every attempt wait for its timeout).
+TRANSPORT_HEADERS: Final = frozenset({"expect", "te", "trailer", "upgrade", "keep-alive", "proxy-connection"})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field name; used with fullmatch
+# Printable ASCII, space and tab: what every receiver reads the same way (RFC 9110 field content).
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+# Characters that reorder or hide text on screen: refused in names and URLs, where they could make one
+# webhook look like another.
+_BIDI_CONTROLS: Final = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 SignatureScheme = Literal["seed", "standard"]
@@ -63,6 +75,24 @@ def is_delivery_header(name: str) -> bool:
     return lowered in DELIVERY_HEADERS or lowered.startswith(DELIVERY_HEADER_PREFIX)
 
 
+def check_header(name: str, value: str) -> None:
+    """Refuse a custom header that could not be sent as given, or would change the request's meaning:
+    the one check for the CLI, the API and the sender. The value is never shown in the message."""
+    if not _TOKEN.fullmatch(name) or len(name) > MAX_HEADER_NAME:
+        shown = name if len(name) <= MAX_HEADER_NAME else name[:MAX_HEADER_NAME] + "…"
+        raise ValueError(f"invalid header name {shown!r}: letters, digits and !#$%&'*+.^_`|~- only")
+    if is_delivery_header(name):
+        raise ValueError(f"custom header {name!r} would override a delivery header")
+    if name.lower() in TRANSPORT_HEADERS:
+        raise ValueError(f"custom header {name!r} is not allowed: it changes how the request is sent")
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name!r} value must be one line")
+    if not _HEADER_VALUE.fullmatch(value):
+        raise ValueError(f"header {name!r} value must be printable ASCII")
+    if len(value) > MAX_HEADER_VALUE:
+        raise ValueError(f"header {name!r} value is longer than {MAX_HEADER_VALUE} characters")
+
+
 def parse_event_names(names: Iterable[str]) -> tuple[EventName, ...]:
     """Turn event names into ``EventName`` values, in order and without repeats.
 
@@ -77,10 +107,18 @@ def parse_event_names(names: Iterable[str]) -> tuple[EventName, ...]:
     return tuple(chosen)
 
 
-def check_printable(value: str, what: str) -> str:
-    """Refuse control characters (NUL, escapes, line breaks): no store, header or log line takes them."""
-    if any(unicodedata.category(char) == "Cc" and char != "\t" for char in value):
-        raise ValueError(f"{what} must not contain control characters")
+def check_printable(value: str, what: str, *, allow_format: bool = True) -> str:
+    """Refuse control characters (NUL, escapes, line breaks), lone surrogates (bytes that were not UTF-8)
+    and bidi controls: no store, header, terminal or log line takes them. With ``allow_format=False``
+    every format character (zero-width, soft hyphen) is refused too."""
+    for char in value:
+        category = unicodedata.category(char)
+        if category == "Cc" and char != "\t":
+            raise ValueError(f"{what} must not contain control characters")
+        if category == "Cs":
+            raise ValueError(f"{what} must be valid UTF-8 text")
+        if char in _BIDI_CONTROLS or (category == "Cf" and not allow_format):
+            raise ValueError(f"{what} must not contain invisible formatting characters (U+{ord(char):04X})")
     return value
 
 
@@ -89,7 +127,7 @@ def check_url(url: str) -> str:
     url = url.strip()
     if not url:
         raise ValueError("URL must not be empty")
-    check_printable(url, "URL")
+    check_printable(url, "URL", allow_format=False)
     if len(url) > MAX_URL:
         raise ValueError(f"URL is longer than {MAX_URL} characters")
     if any(char.isspace() for char in url):
@@ -105,7 +143,27 @@ def check_url(url: str) -> str:
         raise ValueError(f"URL has no host: {url!r}")
     if parts.username or parts.password:
         raise ValueError("URL must not contain credentials; send them in a custom header")
+    check_numeric_host(host)
     return url
+
+
+def check_numeric_host(host: str) -> None:
+    """Refuse IPv4 addresses in a form other than four decimal numbers (``2130706433``, ``0x7f.1``,
+    ``127.1``): clients and resolvers disagree on what they mean. As in the WHATWG URL standard, a host
+    whose last label is a number is an IPv4 address."""
+    if ":" in host:  # an IPv6 literal
+        return
+    last = host.rstrip(".").rsplit(".", 1)[-1]
+    if not (last.isascii() and (last.isdigit() or last.lower().startswith("0x"))):
+        return
+    parts = host.split(".")
+    canonical = len(parts) == 4 and all(
+        part.isascii() and part.isdigit() and str(int(part)) == part and int(part) <= 255 for part in parts
+    )
+    if not canonical:
+        raise ValueError(
+            f"host {host!r} is not a valid address: write an IPv4 address as four numbers, e.g. 192.0.2.10"
+        )
 
 
 class WebhookSpec(BaseModel):
@@ -156,6 +214,8 @@ class WebhookSpec(BaseModel):
             raise ValueError("secret must not be empty (leave it out for no signature)")
         if raw is not None:
             check_printable(str(raw), "secret")
+            if len(str(raw).encode()) > MAX_SECRET_BYTES:
+                raise ValueError(f"secret is longer than {MAX_SECRET_BYTES} bytes")
         return value
 
     @field_validator("headers", mode="before")
@@ -163,15 +223,11 @@ class WebhookSpec(BaseModel):
     def _headers(cls, value: Any) -> Any:
         if not isinstance(value, Mapping):
             return value
+        if len(value) > MAX_HEADERS:
+            raise ValueError(f"at most {MAX_HEADERS} custom headers")
         for name, header_value in value.items():
             raw = header_value.get_secret_value() if isinstance(header_value, SecretStr) else header_value
-            if not _TOKEN.match(str(name)):
-                raise ValueError(f"invalid header name {name!r}")
-            if is_delivery_header(str(name)):
-                raise ValueError(f"custom header {name!r} would override a delivery header")
-            if "\r" in str(raw) or "\n" in str(raw):
-                raise ValueError(f"header {name!r} value must be one line")
-            check_printable(str(raw), f"header {name!r} value")
+            check_header(str(name), str(raw))
         return value
 
     @model_validator(mode="after")

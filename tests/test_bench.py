@@ -49,7 +49,9 @@ def test_the_harness_runs_every_scenario_and_prints_the_table(env: TestEnv, post
             start,
             measures,
         )
-    assert all(figure["value"] > 0 for figure in figures)
+    # Rates and sizes are positive; a latency may honestly be 0 below the sink log's millisecond resolution.
+    assert all(figure["value"] > 0 for figure in figures if figure["unit"] != "ms"), figures
+    assert all(figure["value"] >= 0 for figure in figures if figure["unit"] == "ms"), figures
     assert "deliveries_total{delivered} = " in done.stdout  # the metrics scraped during the run
     assert "scenario" in done.stdout
     assert "target" in done.stdout

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
+from functools import partial
 
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from assethooks.alerts import Alert, AssetState, FieldNames, apply
@@ -15,6 +18,9 @@ from assethooks.errors import NotFoundError
 from assethooks.store.db import guarded
 from assethooks.store.models import AlertRow, AssetStateRow
 from schemas.events import AssetEvent
+
+log = logging.getLogger(__name__)
+MAX_ASSET_ID = 100  # the projection's key column
 
 
 def _state(row: AssetStateRow) -> AssetState:
@@ -43,36 +49,75 @@ def _fill(row: AssetStateRow, state: AssetState, now: datetime) -> None:
     row.updated_at = now
 
 
-def project(
-    engine: Engine,
-    items: Sequence[tuple[str, AssetEvent, tuple[int, int]]],
-    fields: FieldNames,
-    now: datetime,
-) -> int:
-    """Apply events (asset id, event, position), in order, to the projection in one transaction; return how
-    many states changed."""
+ProjectedItem = tuple[str, AssetEvent, tuple[int, int]]  # asset id, event, (partition, offset)
 
-    def run() -> int:
-        with Session(engine) as session, session.begin():
-            ids = {asset_id for asset_id, _, _ in items}
-            rows = {
-                row.asset_id: row
-                for row in session.scalars(select(AssetStateRow).where(AssetStateRow.asset_id.in_(ids)))
-            }
-            states = {asset_id: _state(row) for asset_id, row in rows.items()}
-            changed: set[str] = set()
-            for asset_id, event, position in items:
+
+def project(engine: Engine, items: Sequence[ProjectedItem], fields: FieldNames, now: datetime) -> int:
+    """Apply events, in order, to the projection in one transaction; return how many states changed.
+
+    No event can stop the projection: one whose facts cannot be applied or stored is skipped with a
+    warning (the event is still delivered; only the alerts do not see it). When the database refuses a
+    value, the batch is applied again one event at a time, which is safe since applying twice changes
+    nothing.
+    """
+    usable = [item for item in items if _storable_id(item)]
+    try:
+        return guarded(engine, partial(_apply_batch, engine, usable, fields, now))
+    except DBAPIError:
+        pass  # a value the database refuses (connection problems are StoreUnavailableError)
+    changed = 0
+    for item in usable:
+        try:
+            changed += guarded(engine, partial(_apply_batch, engine, [item], fields, now))
+        except DBAPIError as exc:
+            _skipped(item, str(exc.orig or exc).strip().splitlines()[0])
+    return changed
+
+
+def _storable_id(item: ProjectedItem) -> bool:
+    if len(item[0]) <= MAX_ASSET_ID:
+        return True
+    _skipped(item, f"its asset id is longer than {MAX_ASSET_ID} characters")
+    return False
+
+
+def _skipped(item: ProjectedItem, why: str) -> None:
+    asset_id, event, (partition, offset) = item
+    log.warning(
+        "asset state: %s at %d@%d for asset %.40s not projected: %s",
+        event.event.value,
+        partition,
+        offset,
+        asset_id,
+        why,
+    )
+
+
+def _apply_batch(engine: Engine, items: Sequence[ProjectedItem], fields: FieldNames, now: datetime) -> int:
+    with Session(engine) as session, session.begin():
+        ids = {asset_id for asset_id, _, _ in items}
+        rows = {
+            row.asset_id: row
+            for row in session.scalars(select(AssetStateRow).where(AssetStateRow.asset_id.in_(ids)))
+        }
+        states = {asset_id: _state(row) for asset_id, row in rows.items()}
+        changed: set[str] = set()
+        for item in items:
+            asset_id, event, position = item
+            try:
                 after = apply(states.get(asset_id), event, asset_id, position, fields)
-                if after is not None:
-                    states[asset_id] = after
-                    changed.add(asset_id)
-            for asset_id in changed:
-                row = rows.get(asset_id) or AssetStateRow(asset_id=asset_id)
-                _fill(row, states[asset_id], now)
-                session.add(row)
-            return len(changed)
-
-    return guarded(engine, run)
+            except Exception as exc:  # a rule that fails on some value must not stop the projection
+                log.exception("asset state rule failed")
+                _skipped(item, f"{type(exc).__name__}: {exc}")
+                continue
+            if after is not None:
+                states[asset_id] = after
+                changed.add(asset_id)
+        for asset_id in changed:
+            row = rows.get(asset_id) or AssetStateRow(asset_id=asset_id)
+            _fill(row, states[asset_id], now)
+            session.add(row)
+        return len(changed)
 
 
 def load_states(engine: Engine, asset_ids: Iterable[str]) -> dict[str, AssetState]:

@@ -58,6 +58,7 @@ class WebhookRow(Base):
     """A webhook subscription (the seed's "webhook")."""
 
     __tablename__ = "webhooks"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # an id is never given to another webhook
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))

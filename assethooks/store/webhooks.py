@@ -20,9 +20,10 @@ from assethooks.errors import InvalidWebhookError, NotFoundError
 from assethooks.secrets import SecretBox
 from assethooks.store.db import guarded, session_scope
 from assethooks.store.models import WebhookRow
-from schemas.webhooks import Webhook, WebhookSpec, first_problem
+from schemas.webhooks import Webhook, WebhookSpec, first_problem, validate_webhook
 
 log = logging.getLogger(__name__)
+_SPEC = frozenset(WebhookSpec.model_fields)
 
 
 class WebhookStore:
@@ -84,7 +85,10 @@ class WebhookStore:
         def run() -> Webhook:
             with session_scope(self._sessions) as session:
                 row = self._row(session, webhook_id)
-                self._fill(row, self._to_model(row).with_changes(**changes))
+                # From the stored values, not the model: a row an older version saved with a value no
+                # longer accepted can be mended this way.
+                spec_fields = {name: value for name, value in self._fields(row).items() if name in _SPEC}
+                self._fill(row, validate_webhook(**{**spec_fields, **changes}))
                 if changes.get("active") is True:  # switched on again: its failing past is over
                     row.disabled_reason = row.failing_since = None
                 row.updated_at = self._clock()
@@ -154,7 +158,7 @@ class WebhookStore:
         def run() -> Sequence[Webhook]:
             query = select(WebhookRow).where(WebhookRow.active.is_(True), WebhookRow.failing_since < moment)
             with self._sessions() as session:
-                return [self._to_model(row) for row in session.scalars(query)]
+                return [webhook for row in session.scalars(query) if (webhook := self._valid_or_none(row))]
 
         return guarded(self._engine, run)
 
@@ -179,7 +183,12 @@ class WebhookStore:
         def run() -> Webhook:
             with session_scope(self._sessions) as session:
                 row = self._row(session, webhook_id)
-                gone = self._to_model(row)
+                try:
+                    gone = self._to_model(row)
+                except InvalidWebhookError:  # what can be shown of a row no longer valid
+                    gone = Webhook.model_construct(
+                        **{**self._fields(row), "events": None, "secret": None, "headers": {}}
+                    )
                 session.delete(row)
                 return gone
 
@@ -192,32 +201,42 @@ class WebhookStore:
             raise NotFoundError(f"no webhook with id {webhook_id}")
         return row
 
-    def _to_model(self, row: WebhookRow) -> Webhook:
+    def _fields(self, row: WebhookRow) -> dict[str, Any]:
+        """A row's values, secrets decrypted."""
         opened = self._box.open
-        return Webhook(
-            id=row.id,
-            name=row.name,
-            url=row.url,
-            events=row.events,
-            secret=None if row.secret is None else opened(row.secret),
-            headers={name: opened(value) for name, value in row.headers.items()},
-            active=row.active,
-            signature=row.signature,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            previous_secret=None if row.previous_secret is None else opened(row.previous_secret),
-            previous_secret_until=row.previous_secret_until,
-            disabled_reason=row.disabled_reason,
-            failing_since=row.failing_since,
-        )
+        return {
+            "id": row.id,
+            "name": row.name,
+            "url": row.url,
+            "events": row.events,
+            "secret": None if row.secret is None else opened(row.secret),
+            "headers": {name: opened(value) for name, value in row.headers.items()},
+            "active": row.active,
+            "signature": row.signature,
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
+            "previous_secret": None if row.previous_secret is None else opened(row.previous_secret),
+            "previous_secret_until": row.previous_secret_until,
+            "disabled_reason": row.disabled_reason,
+            "failing_since": row.failing_since,
+        }
+
+    def _to_model(self, row: WebhookRow) -> Webhook:
+        """The row as a webhook; ``InvalidWebhookError`` for a row that an older version saved with a
+        value no longer accepted (it says which, and how to mend it)."""
+        try:
+            return Webhook(**self._fields(row))
+        except ValidationError as exc:
+            raise InvalidWebhookError(
+                f"webhook {row.id} is stored with a value no longer accepted ({first_problem(exc)}); "
+                "change it with `webhooks update` or delete it"
+            ) from None
 
     def _valid_or_none(self, row: WebhookRow) -> Webhook | None:
         try:
             return self._to_model(row)
-        except ValidationError as exc:
-            log.error(
-                "webhook %d is stored with invalid fields and is ignored: %s", row.id, first_problem(exc)
-            )
+        except InvalidWebhookError as exc:
+            log.error("%s; it is ignored until then", exc)
             return None
 
     def _fill(self, row: WebhookRow, spec: WebhookSpec) -> None:
