@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -254,6 +255,34 @@ def test_bad_requests_get_one_line_json_errors_never_a_500(admin: AdminServer) -
         "POST", "/api/webhooks", {"name": "x", "url": "https://e.example", "events": True}
     ).body == {"error": "events must be a list of event names"}
     assert admin.call("GET", "/api/logs?since=nonsense").status == 400
+
+
+def test_the_api_takes_only_documented_fields(admin: AdminServer, receiver: Receiver) -> None:
+    webhook = new_webhook(admin, receiver.url("/hook"))
+    one = f"/api/webhooks/{webhook['id']}"
+    before = admin.call("GET", "/api/webhooks").body
+    valid = {"name": "x", "url": receiver.url("/other"), "events": "all"}
+    for name in ("settings", "store", "fields", "self", "id", "created_at"):
+        created = admin.call("POST", "/api/webhooks", {**valid, name: 1})
+        assert (created.status, created.body) == (400, {"error": f"unknown field {name!r}"}), created.text
+    for name in ("webhook_id", "settings", "store", "changes", "self", "id", "disabled_reason"):
+        changed = admin.call("PATCH", one, {"name": "changed", name: 2})
+        assert (changed.status, changed.body) == (400, {"error": f"unknown field {name!r}"}), changed.text
+    bodies: list[tuple[str, dict[str, Any]]] = [
+        ("/api/logs/retry", {"ids": [1], "engine": 1}),
+        ("/api/logs/retry", {"status": "failed", "limit": 5}),
+        ("/api/dlq/replay", {"all": True, "settings": 1}),
+        ("/api/dlq/purge", {"ids": [1], "everything": True}),
+    ]
+    for path, body in bodies:
+        other = next(name for name in body if name not in ("ids", "all", "status"))
+        answer = admin.call("POST", path, body)
+        assert (answer.status, answer.body) == (400, {"error": f"unknown field {other!r}"}), path
+    assert admin.call("GET", "/api/webhooks").body == before
+    documented: dict[str, Any] = {"name": "y", "url": receiver.url("/y"), "events": ["asset.created"]}
+    documented |= {"headers": {}, "active": False, "signature": "standard", "generate_secret": True}
+    assert admin.call("POST", "/api/webhooks", documented).status == 201
+    assert admin.call("PATCH", one, {"signature": "standard", "generate_secret": True}).status == 200
 
 
 def test_without_a_token_only_this_servers_own_page_may_write(admin_open: AdminServer) -> None:

@@ -128,13 +128,15 @@ def create(
     saved = create_webhook(
         app.settings,
         app.webhooks,
-        name=name,
-        url=url,
-        secret=chosen,
-        signature=signature,
-        headers=parse_header_lines(headers),
-        active=not inactive,
-        **_events_choice(events, all_events, required=True),
+        {
+            "name": name,
+            "url": url,
+            "secret": chosen,
+            "signature": signature,
+            "headers": parse_header_lines(headers),
+            "active": not inactive,
+            **_events_choice(events, all_events, required=True),
+        },
     )
     _warn(saved)
     webhook = saved.webhook
@@ -232,7 +234,7 @@ def update(
         changes["headers"] = parse_header_lines(headers)
     if not changes:
         raise InvalidWebhookError("nothing to change: give at least one option (see --help)")
-    saved = update_webhook(app.settings, app.webhooks, webhook_id, **changes)
+    saved = update_webhook(app.settings, app.webhooks, webhook_id, changes)
     _warn(saved)
     webhook = saved.webhook
     if as_json:

@@ -2,11 +2,13 @@
 
 Whatever the front end, a webhook is saved only when every field is valid and its URL is an allowed
 destination; the warnings (plain http, a host that does not resolve yet) go back to the caller to show.
+Fields arrive as a mapping, never as keyword arguments, so no name a user types can reach a parameter.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from secrets import token_bytes, token_urlsafe
 from typing import Any
@@ -15,7 +17,7 @@ from assethooks.errors import BlockedDestinationError, InvalidWebhookError
 from assethooks.guard import check_destination, parse_networks
 from assethooks.settings import Settings
 from assethooks.store.webhooks import WebhookStore
-from schemas.webhooks import Webhook, validate_webhook
+from schemas.webhooks import Webhook, WebhookSpec, validate_webhook
 
 
 @dataclass
@@ -56,17 +58,29 @@ def destination_warnings(settings: Settings, url: str) -> list[str]:
     return warnings
 
 
-def create_webhook(settings: Settings, store: WebhookStore, **fields: Any) -> Saved:
+def webhook_fields(given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` as a plain dict once every name in it is a ``WebhookSpec`` field; ``InvalidWebhookError``
+    naming the first other one."""
+    for name in given:
+        if name not in WebhookSpec.model_fields:
+            raise InvalidWebhookError(f"unknown field {name!r}")
+    return dict(given)
+
+
+def create_webhook(settings: Settings, store: WebhookStore, fields: Mapping[str, Any]) -> Saved:
     """Validate ``fields`` (those of ``WebhookSpec``), check the destination, save."""
-    spec = validate_webhook(**fields)
+    spec = validate_webhook(**webhook_fields(fields))
     warnings = destination_warnings(settings, spec.url)
     return Saved(store.create(spec), warnings)
 
 
-def update_webhook(settings: Settings, store: WebhookStore, webhook_id: int, **changes: Any) -> Saved:
+def update_webhook(
+    settings: Settings, store: WebhookStore, webhook_id: int, changes: Mapping[str, Any]
+) -> Saved:
     """Apply ``changes`` to a webhook (validated as a whole), checking a new URL's destination first."""
-    if not changes:
+    chosen = webhook_fields(changes)
+    if not chosen:
         raise InvalidWebhookError("nothing to change")
-    changed = store.get(webhook_id).with_changes(**changes)  # every field valid before the URL is checked
-    warnings = destination_warnings(settings, changed.url) if "url" in changes else []
-    return Saved(store.update(webhook_id, **changes), warnings)
+    changed = store.get(webhook_id).with_changes(**chosen)  # every field valid before the URL is checked
+    warnings = destination_warnings(settings, changed.url) if "url" in chosen else []
+    return Saved(store.update(webhook_id, **chosen), warnings)

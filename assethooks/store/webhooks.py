@@ -79,8 +79,11 @@ class WebhookStore:
 
         return guarded(self._engine, run)
 
-    def update(self, webhook_id: int, **changes: Any) -> Webhook:
+    def update(self, webhook_id: int, /, **changes: Any) -> Webhook:
         """Apply ``changes`` (validated together with the unchanged fields) and return the result."""
+        unknown = [name for name in changes if name not in _SPEC]
+        if unknown:  # names may come from a request body: refused before any of them is used
+            raise InvalidWebhookError(f"unknown field {unknown[0]!r}")
 
         def run() -> Webhook:
             with session_scope(self._sessions) as session:

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
@@ -47,6 +47,7 @@ from assethooks.store.delivery_log import get_attempt, query_attempts
 from assethooks.store.webhooks import WebhookStore
 from assethooks.web.openapi import openapi_document
 from schemas.events import EVENT_GROUPS
+from schemas.webhooks import WebhookSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,6 +63,8 @@ _STATUS: tuple[tuple[type[AssetHooksError], int], ...] = (
     (KafkaUnavailableError, 503),
     (StoreUnavailableError, 503),
 )
+WEBHOOK_BODY = (*WebhookSpec.model_fields, "generate_secret")
+LOG_FILTERS = ("webhook_id", "event", "asset", "status", "since", "until")
 DLQ_FILTERS = ("webhook_id", "event", "kind", "reason", "since", "until")
 
 
@@ -161,13 +164,17 @@ def _int(value: str | None, name: str, *, low: int = 0, high: int = MAX_ID) -> i
     return number
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def _body(request: web.Request, allowed: Collection[str] | None = None) -> dict[str, Any]:
+    """The JSON object of a request; with ``allowed``, a 400 naming the first other key."""
     try:
         body = await request.json(loads=json.loads)
     except (ValueError, LookupError, RecursionError):  # not JSON, an unknown charset, nested too deep
         raise InvalidInputError("the request body must be JSON") from None
     if not isinstance(body, dict):
         raise InvalidInputError("the request body must be a JSON object")
+    unknown = [] if allowed is None else [name for name in body if name not in allowed]
+    if unknown:
+        raise InvalidInputError(f"unknown field {unknown[0]!r}")
     return body
 
 
@@ -242,8 +249,8 @@ async def list_webhooks(request: web.Request) -> web.Response:
 
 async def create(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
-    fields, generated = _webhook_fields(await _body(request), creating=True)
-    saved = await _run(create_webhook, admin.settings, admin.webhooks, **fields)
+    fields, generated = _webhook_fields(await _body(request, WEBHOOK_BODY), creating=True)
+    saved = await _run(create_webhook, admin.settings, admin.webhooks, fields)
     return _saved(saved, generated, 201)
 
 
@@ -256,8 +263,9 @@ async def update(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
     webhook_id = _id(request)
     current = await _run(admin.webhooks.get, webhook_id)
-    fields, generated = _webhook_fields(await _body(request), creating=False, scheme=current.signature)
-    saved = await _run(update_webhook, admin.settings, admin.webhooks, webhook_id, **fields)
+    body = await _body(request, WEBHOOK_BODY)
+    fields, generated = _webhook_fields(body, creating=False, scheme=current.signature)
+    saved = await _run(update_webhook, admin.settings, admin.webhooks, webhook_id, fields)
     return _saved(saved, generated)
 
 
@@ -305,7 +313,7 @@ async def events(_request: web.Request) -> web.Response:
 
 
 def _log_filters(values: dict[str, Any]) -> LogFilters:
-    chosen = _strings(values, ("webhook_id", "event", "asset", "status", "since", "until"))
+    chosen = _strings(values, LOG_FILTERS)
     return LogFilters(**chosen)
 
 
@@ -325,7 +333,7 @@ async def log_entry(request: web.Request) -> web.Response:
 async def retry(request: web.Request) -> web.Response:
     """Re-send failed deliveries: ``{"ids": [...]}`` or filters, as ``logs retry``."""
     admin = request.app[ADMIN]
-    body = await _body(request)
+    body = await _body(request, ("ids", *LOG_FILTERS))
     ids = _ids(body)
     filters = _log_filters(body)
 
@@ -373,7 +381,7 @@ async def dlq_entry(request: web.Request) -> web.Response:
 
 async def _chosen_letters(request: web.Request) -> tuple[Admin, list[Any]]:
     admin = request.app[ADMIN]
-    body = await _body(request)
+    body = await _body(request, ("ids", "all", *DLQ_FILTERS))
     everything = body.get("all", False)
     if not isinstance(everything, bool):
         raise InvalidInputError("all must be true or false")

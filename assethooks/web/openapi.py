@@ -100,6 +100,7 @@ _SELECTION = {
         "all": {"type": "boolean"},
         **{parameter["name"]: parameter["schema"] for parameter in _DLQ_FILTERS},
     },
+    "additionalProperties": False,
 }
 
 
@@ -130,6 +131,7 @@ def openapi_document() -> dict[str, Any]:
                         "ids": {"type": "array", "items": _ID},
                         **{parameter["name"]: parameter["schema"] for parameter in _LOG_FILTERS},
                     },
+                    "additionalProperties": False,
                 },
                 "DeadLetterSelection": _SELECTION,
             },
