@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from assethooks.errors import ConfigError
 
@@ -39,10 +39,11 @@ def format_duration(seconds: float) -> str:
 def parse_moment(text: str, now: datetime) -> datetime:
     """Read a point in time: an ISO 8601 time (UTC when it has no offset) or a duration ago (``2h``).
 
-    ``now`` is the reference for relative values; it must be timezone-aware.
+    ``now`` is the reference for relative values; it must be timezone-aware. The result is in UTC; a time
+    whose UTC instant falls outside years 1 to 9999 raises ``ConfigError``, as anything unreadable does.
     """
     try:
-        return now - timedelta(seconds=parse_duration(text))
+        return (now - timedelta(seconds=parse_duration(text))).astimezone(UTC)
     except OverflowError:
         raise ConfigError(f"not a time: {text!r} is too long ago") from None
     except ConfigError:
@@ -51,4 +52,7 @@ def parse_moment(text: str, now: datetime) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ConfigError(f"not a time: {text!r} (use an ISO 8601 time or a duration ago like 2h)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)).astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-23:59 is after the last representable instant
+        raise ConfigError(f"not a time: {text!r} is out of range (years 1 to 9999 in UTC)") from None

@@ -285,6 +285,22 @@ def test_the_api_takes_only_documented_fields(admin: AdminServer, receiver: Rece
     assert admin.call("PATCH", one, {"signature": "standard", "generate_secret": True}).status == 200
 
 
+def test_times_out_of_range_are_one_line_errors(admin: AdminServer) -> None:
+    extremes = ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "9" * 30 + "d"]
+    for moment in extremes:
+        quoted = urllib.parse.quote(moment)
+        for path in (f"/api/logs?since={quoted}", f"/api/logs?until={quoted}", f"/api/dlq?since={quoted}"):
+            answer = admin.call("GET", path)
+            assert answer.status == 400, (path, answer.text)
+            assert moment in answer.body["error"]
+            assert "\n" not in answer.body["error"]
+        retried = admin.call("POST", "/api/logs/retry", {"until": moment})
+        assert retried.status == 400, retried.text
+        from_cli = cli("logs", "--since", moment, env=admin.env.values)
+        assert from_cli.code == 2, from_cli.err
+        assert from_cli.err.strip() == f"Error: {answer.body['error']}"
+
+
 def test_without_a_token_only_this_servers_own_page_may_write(admin_open: AdminServer) -> None:
     body = {"name": "x", "url": "https://hooks.example.com/x", "events": "all"}
     other_site = admin_open.call("POST", "/api/webhooks", body, token=None)
