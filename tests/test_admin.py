@@ -4,8 +4,10 @@ Chromium."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -34,6 +36,7 @@ class Answer:
     status: int
     body: Any
     text: str
+    headers: dict[str, str]  # names in lower case
 
 
 @dataclass
@@ -61,15 +64,15 @@ class AdminServer:
             request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                status, raw = response.status, response.read()
+                status, raw, got = response.status, response.read(), response.headers
         except urllib.error.HTTPError as error:
-            status, raw = error.code, error.read()
+            status, raw, got = error.code, error.read(), error.headers
         text = raw.decode()
         try:
             parsed = json.loads(text)
         except ValueError:
             parsed = None
-        return Answer(status, parsed, text)
+        return Answer(status, parsed, text, {name.lower(): value for name, value in got.items()})
 
 
 def _answers(url: str) -> bool:
@@ -301,6 +304,64 @@ def test_times_out_of_range_are_one_line_errors(admin: AdminServer) -> None:
         assert from_cli.err.strip() == f"Error: {answer.body['error']}"
 
 
+def test_every_answer_forbids_framing_and_the_page_runs_only_its_own_files(admin: AdminServer) -> None:
+    answers = {
+        "page": admin.call("GET", "/"),
+        "login form": admin.call("GET", "/login", token=None),
+        "wrong login": admin.call("POST", "/login", b"token=wrong", token=None),
+        "script": admin.call("GET", "/static/admin.js", token=None),
+        "no such file": admin.call("GET", "/static/other.js", token=None),
+        "api": admin.call("GET", "/api/webhooks"),
+        "no token": admin.call("GET", "/api/webhooks", token=None),
+        "bad request": admin.call("POST", "/api/webhooks", b"{"),
+        "no such route": admin.call("GET", "/api/nowhere"),
+        "openapi": admin.call("GET", "/openapi.json"),
+        "health": admin.call("GET", "/healthz", token=None),
+    }
+    connection = http.client.HTTPConnection(admin.url.removeprefix("http://"), timeout=30)
+    connection.request("GET", "/")
+    redirect = connection.getresponse()
+    assert redirect.status == 302
+    redirect_headers = {name.lower(): value for name, value in redirect.getheaders()}
+    connection.close()
+    assert [answer.status for answer in answers.values()] == [
+        200,
+        200,
+        401,
+        200,
+        404,
+        200,
+        401,
+        400,
+        404,
+        200,
+        200,
+    ]
+    for what, headers in [
+        *((what, answer.headers) for what, answer in answers.items()),
+        ("302", redirect_headers),
+    ]:
+        assert headers.get("x-frame-options") == "DENY", what
+        assert headers.get("x-content-type-options") == "nosniff", what
+        assert headers.get("referrer-policy") == "no-referrer", what
+        policy = {
+            directive.split()[0]: directive.split()[1:]
+            for directive in headers.get("content-security-policy", "").split(";")
+            if directive.strip()
+        }
+        assert policy.get("frame-ancestors") == ["'none'"], what
+        assert policy.get("default-src") == ["'none'"], what
+        assert policy.get("script-src") == ["'self'"], what
+        assert policy.get("style-src") == ["'self'"], what
+    for page in (answers["page"], answers["login form"], answers["wrong login"]):
+        assert "<script>" not in page.text
+        assert "<style" not in page.text
+        assert " style=" not in page.text
+        assert re.search(r"\son[a-z]+=", page.text) is None  # no onclick="..." handlers
+    assert answers["script"].headers["content-type"].startswith("text/javascript")
+    assert "loadWebhooks" in answers["script"].text
+
+
 def test_without_a_token_only_this_servers_own_page_may_write(admin_open: AdminServer) -> None:
     body = {"name": "x", "url": "https://hooks.example.com/x", "events": "all"}
     other_site = admin_open.call("POST", "/api/webhooks", body, token=None)
@@ -378,6 +439,7 @@ def browser() -> Iterator[Any]:
     options.binary_location = chromium
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to see Content-Security-Policy reports
     driver = webdriver.Chrome(service=ChromeService(driver_path), options=options)
     try:
         yield driver
@@ -518,3 +580,54 @@ def test_the_page_creates_tests_logs_and_retries(
             "the purge",
             lambda: "Purged 1 entries" in text("#message") and "attempts-exhausted" not in text("#dlq tbody"),
         )
+    assert policy_violations(browser) == []
+
+
+def policy_violations(browser: Any) -> list[str]:
+    """What the browser's console said about content the page's Content-Security-Policy refused."""
+    messages = [str(entry["message"]) for entry in browser.get_log("browser")]
+    return [text for text in messages if "Content Security Policy" in text or "Trusted Type" in text]
+
+
+def test_the_page_refuses_inline_script_and_being_framed(admin_sqlite: AdminServer, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    browser.get(admin_sqlite.url + "/login")
+    browser.find_element(By.ID, "token").send_keys(TOKEN + "\n")
+    WebDriverWait(browser, 30).until(lambda driver: driver.find_elements(By.NAME, "event"), "the page")
+    assert policy_violations(browser) == []
+    # what an injected string could try: an inline handler, an HTML sink, an inline script
+    refused = browser.execute_script(
+        "const refused = [];"
+        "const probe = document.createElement('img');"
+        "try { probe.setAttribute('onerror', 'document.title = 1'); } catch (e) { refused.push('handler'); }"
+        "try { document.body.insertAdjacentHTML('beforeend', '<b id=sink>x</b>'); }"
+        "catch (e) { refused.push('html'); }"
+        "const script = document.createElement('script');"
+        "try { script.textContent = 'document.title = 2'; } catch (e) { refused.push('script'); }"
+        "return refused;"
+    )
+    assert refused == ["handler", "html", "script"]
+    assert browser.title == "asset-webhooks — Webhooks"
+    assert browser.find_elements(By.ID, "sink") == []
+    # the policy is in force: a stylesheet from elsewhere is refused, and the console says so
+    browser.execute_script(
+        "const sheet = document.createElement('link'); sheet.rel = 'stylesheet';"
+        "sheet.href = 'https://cdn.example.com/x.css'; document.head.appendChild(sheet);"
+    )
+    WebDriverWait(browser, 30).until(lambda _driver: policy_violations(browser), "the refused stylesheet")
+
+    # another site's page framing ours, to lay its own buttons over Disable or Replay: Chromium shows its
+    # error page in the frame instead
+    browser.get(f"data:text/html,<iframe src='{admin_sqlite.url}/login'></iframe>")
+
+    def in_the_frame() -> str:
+        browser.switch_to.default_content()
+        browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
+        loaded: str = browser.execute_script("return document.readyState == 'complete' ? location.href : ''")
+        return "" if loaded == "about:blank" else loaded
+
+    assert WebDriverWait(browser, 30).until(lambda _driver: in_the_frame(), "the frame") == (
+        "chrome-error://chromewebdata/"
+    )
