@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     encryption_keys: SecretStr | None = None
     # Bearer token of `assethooks serve` (the admin page and API); without one it binds to loopback only.
     admin_token: SecretStr | None = None
+    # After five wrong admin tokens in a row from one address, its next attempt waits this long, doubling
+    # with each further wrong token up to the maximum; a right token clears it.
+    admin_login_delay: PositiveSeconds = 1
+    admin_login_max_delay: PositiveSeconds = 300
 
     log_retention: PositiveSeconds = 30 * 86400
 

@@ -75,6 +75,35 @@ class AdminServer:
         return Answer(status, parsed, text, {name.lower(): value for name, value in got.items()})
 
 
+@dataclass
+class Raw:
+    status: int
+    headers: dict[str, str]  # names in lower case
+    text: str
+
+
+def raw_call(
+    server: AdminServer,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    *,
+    source: str = "127.0.0.1",
+) -> Raw:
+    """One request from the loopback address ``source``, redirects not followed."""
+    connection = http.client.HTTPConnection(
+        server.url.removeprefix("http://"), timeout=30, source_address=(source, 0)
+    )
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        got = {name.lower(): value for name, value in response.getheaders()}
+        return Raw(response.status, got, response.read().decode())
+    finally:
+        connection.close()
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
@@ -100,6 +129,14 @@ def admin_open(env: TestEnv, tmp_path: Path) -> Iterator[AdminServer]:
 def admin_sqlite(env: TestEnv, tmp_path: Path) -> Iterator[AdminServer]:
     """`assethooks serve` on the test's SQLite store, with an admin token."""
     yield from _serve(env.with_(admin_token=TOKEN), tmp_path)
+
+
+@pytest.fixture
+def admin_slow_to_forgive(env: TestEnv, tmp_path: Path) -> Iterator[AdminServer]:
+    """`assethooks serve` whose throttle makes a client wait an hour after five wrong tokens."""
+    yield from _serve(
+        env.with_(admin_token=TOKEN, admin_login_delay="1h", admin_login_max_delay="1h"), tmp_path
+    )
 
 
 def _serve(env: TestEnv, tmp_path: Path) -> Iterator[AdminServer]:
@@ -146,12 +183,22 @@ def test_every_api_call_without_the_right_token_gets_401_and_changes_nothing(
         for method in operations
     ]
     assert len(calls) >= 15
+    body = {"name": "changed", "ids": [1], "all": True, "url": "http://127.0.0.1:1/x", "events": "all"}
+    wrong_token = {"Authorization": "Bearer wrong-token", "Content-Type": "application/json"}
     for method, path in calls:
-        body = {"name": "changed", "ids": [1], "all": True, "url": "http://127.0.0.1:1/x", "events": "all"}
-        for token in (None, "wrong-token"):
-            answer = admin.call(method, path, body if method in ("POST", "PATCH") else None, token=token)
-            assert answer.status == 401, (method, path, answer.text)
-            assert answer.body == {"error": "missing or wrong admin token"}
+        writes = method in ("POST", "PATCH")
+        answer = admin.call(method, path, body if writes else None, token=None)
+        assert answer.status == 401, (method, path, answer.text)
+        assert answer.body == {"error": "missing or wrong admin token"}
+        # wrong tokens come from another address: after five of them its throttle answers 429, and the
+        # calls of this test with the right token stay unaffected
+        payload = json.dumps(body).encode() if writes else None
+        wrong = raw_call(admin, method, path, payload, wrong_token, source="127.0.0.2")
+        refusal = json.loads(wrong.text)["error"]
+        if wrong.status == 429:
+            assert refusal.startswith("too many wrong admin tokens from this address"), wrong.text
+        else:
+            assert (wrong.status, refusal) == (401, "missing or wrong admin token"), (method, path)
     assert admin.call("GET", "/api/webhooks").body == before
     assert receiver.requests() == []  # the test webhook call sent nothing
     page = admin.call("GET", "/", token=None)
@@ -360,6 +407,44 @@ def test_every_answer_forbids_framing_and_the_page_runs_only_its_own_files(admin
         assert re.search(r"\son[a-z]+=", page.text) is None  # no onclick="..." handlers
     assert answers["script"].headers["content-type"].startswith("text/javascript")
     assert "loadWebhooks" in answers["script"].text
+
+
+def test_wrong_tokens_are_slowed_down_per_address(admin_slow_to_forgive: AdminServer) -> None:
+    server = admin_slow_to_forgive
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    signed_in = raw_call(server, "POST", "/login", f"token={TOKEN}".encode(), form)
+    assert signed_in.status == 302
+    cookie = signed_in.headers["set-cookie"].split(";")[0]
+
+    # the sign-in form: five wrong tokens, then every attempt waits, even the right token
+    wrong = [raw_call(server, "POST", "/login", f"token=guess-{n}".encode(), form) for n in range(20)]
+    assert [answer.status for answer in wrong] == [401] * 5 + [429] * 15
+    assert "Wrong token." in wrong[0].text
+    assert "Too many wrong tokens" in wrong[-1].text
+    assert 3590 < int(wrong[-1].headers["retry-after"]) <= 3600
+    assert raw_call(server, "POST", "/login", f"token={TOKEN}".encode(), form).status == 429
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    refused = raw_call(server, "GET", "/api/webhooks", headers=bearer)
+    assert refused.status == 429
+    assert json.loads(refused.text)["error"].startswith("too many wrong admin tokens from this address")
+    assert "retry-after" in refused.headers
+    # a signed-in page keeps working, and a request without a token is not a guess
+    assert raw_call(server, "GET", "/api/webhooks", headers={"Cookie": cookie}).status == 200
+    assert raw_call(server, "GET", "/api/webhooks").status == 401
+
+    # wrong bearer tokens count the same way, per address; other addresses are not affected
+    guesses = [
+        raw_call(
+            server, "GET", "/api/webhooks", headers={"Authorization": f"Bearer guess-{n}"}, source="127.0.0.2"
+        )
+        for n in range(8)
+    ]
+    assert [answer.status for answer in guesses] == [401] * 5 + [429] * 3
+    assert raw_call(server, "GET", "/api/webhooks", headers=bearer, source="127.0.0.2").status == 429
+    assert (
+        raw_call(server, "POST", "/login", f"token={TOKEN}".encode(), form, source="127.0.0.2").status == 429
+    )
+    assert raw_call(server, "GET", "/api/webhooks", headers=bearer, source="127.0.0.3").status == 200
 
 
 def test_without_a_token_only_this_servers_own_page_may_write(admin_open: AdminServer) -> None:

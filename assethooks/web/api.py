@@ -47,6 +47,7 @@ from assethooks.store.dead_letters import DeadLetterStatus
 from assethooks.store.delivery_log import get_attempt, query_attempts
 from assethooks.store.webhooks import WebhookStore
 from assethooks.web.openapi import openapi_document
+from assethooks.web.throttle import LoginThrottle, client_key
 from schemas.events import EVENT_GROUPS
 from schemas.webhooks import WebhookSpec
 
@@ -98,6 +99,7 @@ class Admin:
     settings: Settings
     engine: Engine
     webhooks: WebhookStore
+    throttle: LoginThrottle  # wrong tokens, from the sign-in form and as bearer tokens alike
 
 
 ADMIN = web.AppKey("admin", Admin)
@@ -123,12 +125,22 @@ def _same_site(request: web.Request) -> bool:
     return request.method in ("GET", "HEAD") or "X-Requested-With" in request.headers
 
 
-def _authorised(request: web.Request, token: str) -> bool:
+def _bearer(request: web.Request) -> str | None:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and given:
-        return hmac.compare_digest(_bytes(given.strip()), _bytes(token))
+    return given.strip() if scheme.lower() == "bearer" and given.strip() else None
+
+
+def _authorised(request: web.Request, token: str) -> bool:
+    given = _bearer(request)
+    if given is not None:
+        return hmac.compare_digest(_bytes(given), _bytes(token))
     cookie = request.cookies.get(SESSION_COOKIE, "")
     return hmac.compare_digest(_bytes(cookie), _bytes(session_value(token))) and _same_site(request)
+
+
+def _too_many(seconds: int) -> web.Response:
+    message = f"too many wrong admin tokens from this address; try again in {seconds} s"
+    return _error(429, message, {"Retry-After": str(seconds)})
 
 
 def _loopback_host(request: web.Request) -> bool:
@@ -153,10 +165,21 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if token is None:  # loopback only: still refuse other sites' pages and rebound DNS names
         if not (_loopback_host(request) and _same_site(request)):
             return _error(403, "requests must come from this server's own page or carry X-Requested-With")
-    elif not _public(request.path) and not _authorised(request, token):
-        if request.path == "/" and request.method == "GET":
-            raise web.HTTPFound("/login")
-        return _error(401, "missing or wrong admin token", {"WWW-Authenticate": "Bearer"})
+    elif not _public(request.path):
+        # Only bearer tokens are throttled: they are guesses; a session cookie is a 256-bit HMAC that
+        # cannot be guessed, and a stale one (after a token change) must not lock its user out.
+        throttle, client = request.app[ADMIN].throttle, client_key(request.remote)
+        guessing = _bearer(request) is not None
+        if guessing and (wait := throttle.retry_after(client)):
+            return _too_many(wait)
+        if not _authorised(request, token):
+            if guessing:
+                throttle.failed(client)
+            if request.path == "/" and request.method == "GET":
+                raise web.HTTPFound("/login")
+            return _error(401, "missing or wrong admin token", {"WWW-Authenticate": "Bearer"})
+        if guessing:
+            throttle.succeeded(client)
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -453,21 +476,29 @@ async def login_form(request: web.Request) -> web.Response:
     return web.Response(text=_static("login.html"), content_type="text/html")
 
 
+def _login_form(problem: str, status: int, headers: dict[str, str] | None = None) -> web.Response:
+    text = _static("login.html").replace("<!--problem-->", f"<p role=alert>{problem}</p>")
+    return web.Response(text=text, content_type="text/html", status=status, headers=headers)
+
+
 async def login(request: web.Request) -> web.Response:
     token = _token(request)
     if token is None:
         raise web.HTTPFound("/")
+    throttle, client = request.app[ADMIN].throttle, client_key(request.remote)
+    wait = throttle.retry_after(client)
+    if wait:
+        message = f"Too many wrong tokens from this address; try again in {wait} s."
+        return _login_form(message, 429, {"Retry-After": str(wait)})
     try:
         form = await request.post()
     except (ValueError, LookupError):
         form = None
     given = None if form is None else form.get("token")
     if not isinstance(given, str) or not hmac.compare_digest(_bytes(given), _bytes(token)):
-        return web.Response(
-            text=_static("login.html").replace("<!--problem-->", "<p role=alert>Wrong token.</p>"),
-            content_type="text/html",
-            status=401,
-        )
+        throttle.failed(client)
+        return _login_form("Wrong token.", 401)
+    throttle.succeeded(client)
     answer = web.HTTPFound("/")
     answer.set_cookie(SESSION_COOKIE, session_value(token), httponly=True, samesite="Strict", path="/")
     raise answer
@@ -488,10 +519,15 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-def make_app(settings: Settings, engine: Engine, webhooks: WebhookStore) -> web.Application:
-    """The admin application."""
+def make_app(
+    settings: Settings, engine: Engine, webhooks: WebhookStore, throttle: LoginThrottle | None = None
+) -> web.Application:
+    """The admin application; ``throttle`` defaults to one with the settings' delays."""
     app = web.Application(middlewares=[guard], client_max_size=1024 * 1024)
-    app[ADMIN] = Admin(settings, engine, webhooks)
+    throttle = throttle or LoginThrottle(
+        first_delay=settings.admin_login_delay, max_delay=settings.admin_login_max_delay
+    )
+    app[ADMIN] = Admin(settings, engine, webhooks, throttle)
     app.on_response_prepare.append(_add_security_headers)
     one = r"/{id:\d+}"
     app.add_routes(

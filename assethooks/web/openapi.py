@@ -15,6 +15,13 @@ _ERROR = {
 }
 
 
+_TOO_MANY = {
+    "description": "too many wrong bearer tokens from this address: wait, then try again",
+    "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+
+
 def _ok(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
 
@@ -41,7 +48,13 @@ def _operation(
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
-        "responses": {"201" if created else "200": _ok(answer), "400": _ERROR, "401": _ERROR, "404": _ERROR},
+        "responses": {
+            "201" if created else "200": _ok(answer),
+            "400": _ERROR,
+            "401": _ERROR,
+            "404": _ERROR,
+            "429": _TOO_MANY,
+        },
     }
     parameters = list(query or [])
     if path_id:
