@@ -14,12 +14,20 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service as ChromeService
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from assethooks.signing import verify_delivery
 from producers.events import EventPublisher
@@ -29,6 +37,7 @@ from tests.support import ASSETHOOKS, Receiver, cli, free_port, read_topic, serv
 TOKEN = "admin-token-for-tests"
 SECRET = "receiver-secret-1234"
 HEADER_VALUE = "api-key-value-5678"
+T = TypeVar("T")
 
 
 @dataclass
@@ -510,12 +519,8 @@ def publish(env: TestEnv, body: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
+def browser() -> Iterator[WebDriver]:
     """Headless Chromium from the Debian packages, through its chromedriver."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service as ChromeService
-
     chromium = shutil.which("chromium")
     driver_path = shutil.which("chromedriver")
     assert chromium, "install Debian's chromium (make system-deps)"
@@ -532,39 +537,99 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
+class Page:
+    """The admin page in the browser, read and clicked only inside waits.
+
+    The page replaces a table's rows whenever it reloads them, and a reload may land between finding an
+    element and reading or clicking it (StaleElementReferenceException). So every read and click here
+    happens inside a wait that starts again from a fresh lookup when an element went stale or is not
+    there yet; a stale click was never delivered, so trying it again is safe.
+    """
+
+    def __init__(self, browser: WebDriver) -> None:
+        self.browser = browser
+
+    def until(self, what: str, check: Callable[[], T]) -> T:
+        """The first truthy ``check()``, retried while elements go stale; fails after 30 s."""
+        wait = WebDriverWait(
+            self.browser, 30, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+        )
+        return wait.until(lambda _driver: check(), message=what)
+
+    def read(self, selector: str) -> str:
+        """The visible text of the element at ``selector``; call it inside ``until``."""
+        found: str = self.browser.find_element(By.CSS_SELECTOR, selector).text
+        return found
+
+    def rows(self, table: str) -> list[str]:
+        """The text of each row of ``table``'s body; call it inside ``until``: when the table is re-rendered
+        meanwhile, a row goes stale and the wait reads them all again."""
+        return [row.text for row in self.browser.find_elements(By.CSS_SELECTOR, f"{table} tbody tr")]
+
+    def click(self, label: str, within: str = "body") -> None:
+        """Click the button labelled ``label`` inside ``within``."""
+
+        def press() -> bool:
+            scope = self.browser.find_element(By.CSS_SELECTOR, within)
+            scope.find_element(By.XPATH, f".//button[normalize-space()='{label}']").click()
+            return True
+
+        self.until(f"the {label} button", press)
+
+    def type(self, element_id: str, text: str, *, clear: bool = False) -> None:
+        """Type ``text`` into the field ``element_id``, emptied first when ``clear``."""
+        field = self.browser.find_element(By.ID, element_id)  # form fields are never re-rendered
+        if clear:
+            field.clear()
+        field.send_keys(text)
+
+    def shows(self, selector: str, check: Callable[[str], bool], what: str) -> None:
+        """Wait until the text at ``selector`` passes ``check``."""
+        self.until(what, lambda: check(self.read(selector)))
+
+    def reload_until(self, what: str, reload: tuple[str, str], check: Callable[[], bool]) -> None:
+        """Wait until ``check()``, clicking the ``reload`` button (label, within) between looks: what the
+        table shows may have been written just after it was loaded."""
+
+        def look() -> bool:
+            if check():
+                return True
+            self.click(*reload)
+            return False
+
+        self.until(what, look)
+
+    def sign_in(self, url: str) -> None:
+        """Open the page, sign in with the token, wait for the events picker."""
+        self.browser.get(url + "/")
+        self.until("the login form", lambda: "/login" in self.browser.current_url)
+        self.type("token", TOKEN + "\n")
+        self.until(
+            "the webhooks page",
+            lambda: self.read("h1") == "Webhooks" and self.browser.find_elements(By.NAME, "event"),
+        )
+
+
+def policy_violations(browser: WebDriver) -> list[str]:
+    """What the browser's console said about content the page's Content-Security-Policy refused."""
+    log: list[dict[str, Any]] = browser.get_log("browser")  # type: ignore[no-untyped-call]
+    messages = [str(entry["message"]) for entry in log]
+    return [text for text in messages if "Content Security Policy" in text or "Trusted Type" in text]
+
+
 def test_the_page_creates_tests_logs_and_retries(
-    admin_sqlite: AdminServer, receiver: Receiver, browser: Any, tmp_path: Path
+    admin_sqlite: AdminServer, receiver: Receiver, browser: WebDriver, tmp_path: Path
 ) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.wait import WebDriverWait
-
     server = admin_sqlite
-
-    def until(what: str, check: Any) -> Any:
-        return WebDriverWait(browser, 30).until(lambda _driver: check(), message=what)
-
-    def text(selector: str) -> str:
-        value: str = browser.find_element(By.CSS_SELECTOR, selector).text
-        return value
-
-    def rows(selector: str) -> list[str]:
-        return [row.text for row in browser.find_elements(By.CSS_SELECTOR, f"{selector} tbody tr")]
-
-    def click(label: str, within: str = "body") -> None:
-        scope = browser.find_element(By.CSS_SELECTOR, within)
-        scope.find_element(By.XPATH, f".//button[normalize-space()='{label}']").click()
-
-    browser.get(server.url + "/")
-    until("the login form", lambda: "/login" in browser.current_url)
-    browser.find_element(By.ID, "token").send_keys(TOKEN + "\n")
-    until("the webhooks page", lambda: text("h1") == "Webhooks" and browser.find_elements(By.NAME, "event"))
+    page = Page(browser)
+    page.sign_in(server.url)
 
     # New Webhook with an invalid URL: the CLI's message, nothing saved
-    click("New Webhook")
-    browser.find_element(By.ID, "f-name").send_keys("Sync to ERP")
-    browser.find_element(By.ID, "f-url").send_keys("ftp://example.com/hook")
+    page.click("New Webhook")
+    page.type("f-name", "Sync to ERP")
+    page.type("f-url", "ftp://example.com/hook")
     browser.find_element(By.CSS_SELECTOR, "input[value='asset.created']").click()
-    click("Save")
+    page.click("Save")
     expected = cli(
         "webhooks",
         "create",
@@ -576,17 +641,15 @@ def test_the_page_creates_tests_logs_and_retries(
         "asset.created",
         env=server.env.values,
     ).err.strip()
-    until("the URL problem", lambda: f"Error: {text('#problem')}" == expected)
+    page.shows("#problem", lambda problem: f"Error: {problem}" == expected, "the URL problem")
     # an event the server does not know (a stale page): the CLI's message, nothing saved
     browser.execute_script(
         "const box = document.querySelector(\"input[value='asset.created']\").cloneNode();"
         "box.value = 'asset.nope'; box.checked = true;"
         "document.querySelector('#event-groups').appendChild(box);"
     )
-    url_field = browser.find_element(By.ID, "f-url")
-    url_field.clear()
-    url_field.send_keys(receiver.url("/hook"))
-    click("Save")
+    page.type("f-url", receiver.url("/hook"), clear=True)
+    page.click("Save")
     unknown = cli(
         "webhooks",
         "create",
@@ -598,21 +661,21 @@ def test_the_page_creates_tests_logs_and_retries(
         "asset.nope",
         env=server.env.values,
     ).err.strip()
-    until("the event problem", lambda: f"Error: {text('#problem')}" == unknown)
+    page.shows("#problem", lambda problem: f"Error: {problem}" == unknown, "the event problem")
     assert server.call("GET", "/api/webhooks").body == {"webhooks": []}
 
     # fixed: saved, with a secret, listed
     browser.execute_script("document.querySelector(\"input[value='asset.nope']\").remove()")
-    browser.find_element(By.ID, "f-secret").send_keys(SECRET)
-    click("Save")
-    until("the saved webhook", lambda: "Sync to ERP" in text("#webhooks"))
+    page.type("f-secret", SECRET)
+    page.click("Save")
+    page.shows("#webhooks tbody", lambda table: "Sync to ERP" in table, "the saved webhook")
     [webhook] = server.call("GET", "/api/webhooks").body["webhooks"]
     assert webhook["events"] == ["asset.created"]
     assert webhook["secret"] == "****"
 
     # Test Webhook: a signed delivery arrives, the page shows the answer
-    click("Test Webhook", "#webhooks")
-    until("the test result", lambda: "HTTP 200" in text("#test-result"))
+    page.click("Test Webhook", "#webhooks")
+    page.shows("#test-result", lambda result: "HTTP 200" in result, "the test result")
     received = receiver.wait_for(1)[0]
     assert received.header("X-Asset-Webhook-Event") == "webhook.test"
     assert (
@@ -636,13 +699,18 @@ def test_the_page_creates_tests_logs_and_retries(
         read_topic(server.env["kafka_bootstrap"], server.env["dlq_topic"], count=1, timeout=60)
         assert len(receiver.requests("/hook")) == 1 + 3  # the test, then three failed attempts
         receiver.plan("/hook", then=200)
-        click("Webhook Logs")
-        until("the failed attempts", lambda: sum("asset.created" in row for row in rows("#logs")) == 3)
-        assert "webhook.test" in text("#logs tbody")
-        browser.find_element(By.CSS_SELECTOR, "#logs tbody").find_element(
-            By.XPATH, ".//button[normalize-space()='Retry']"
-        ).click()
-        until("the retry to be queued", lambda: "Queued delivery" in text("#message"))
+        page.click("Webhook Logs")
+        filter_logs = ("Filter", "#log-filters")
+        page.reload_until(
+            "the failed attempts and the test delivery",
+            filter_logs,
+            lambda: (
+                sum("asset.created" in row for row in page.rows("#logs")) == 3
+                and any("webhook.test" in row for row in page.rows("#logs"))
+            ),
+        )
+        page.click("Retry", "#logs tbody")
+        page.shows("#message", lambda message: "Queued delivery" in message, "the retry to be queued")
         wait_until(
             lambda: [
                 r for r in receiver.delivered("/hook") if r.header("X-Asset-Webhook-Event") == "asset.created"
@@ -650,37 +718,34 @@ def test_the_page_creates_tests_logs_and_retries(
             timeout=60,
             what="the retried delivery",
         )
-        click("Filter", "#log-filters")
-        until(
+        page.reload_until(
             "the successful retry in the logs",
-            lambda: any("asset.created" in row and " 200 ok " in row for row in rows("#logs")),
+            filter_logs,
+            lambda: any("asset.created" in row and " 200 ok " in row for row in page.rows("#logs")),
         )
 
         # the dead letter: listed, then purged from the page
-        click("Dead letters")
-        until("the dead letter", lambda: "attempts-exhausted" in text("#dlq tbody"))
-        click("Purge", "#dlq")
-        browser.switch_to.alert.accept()
-        until(
+        page.click("Dead letters")
+        page.shows("#dlq tbody", lambda table: "attempts-exhausted" in table, "the dead letter")
+        page.click("Purge", "#dlq")
+        confirmation = page.until("the confirmation", lambda: expected_conditions.alert_is_present()(browser))
+        assert confirmation
+        confirmation.accept()
+        page.until(
             "the purge",
-            lambda: "Purged 1 entries" in text("#message") and "attempts-exhausted" not in text("#dlq tbody"),
+            lambda: (
+                "Purged 1 entries" in page.read("#message")
+                and "attempts-exhausted" not in page.read("#dlq tbody")
+            ),
         )
     assert policy_violations(browser) == []
 
 
-def policy_violations(browser: Any) -> list[str]:
-    """What the browser's console said about content the page's Content-Security-Policy refused."""
-    messages = [str(entry["message"]) for entry in browser.get_log("browser")]
-    return [text for text in messages if "Content Security Policy" in text or "Trusted Type" in text]
-
-
-def test_the_page_refuses_inline_script_and_being_framed(admin_sqlite: AdminServer, browser: Any) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.wait import WebDriverWait
-
-    browser.get(admin_sqlite.url + "/login")
-    browser.find_element(By.ID, "token").send_keys(TOKEN + "\n")
-    WebDriverWait(browser, 30).until(lambda driver: driver.find_elements(By.NAME, "event"), "the page")
+def test_the_page_refuses_inline_script_and_being_framed(
+    admin_sqlite: AdminServer, browser: WebDriver
+) -> None:
+    page = Page(browser)
+    page.sign_in(admin_sqlite.url)
     assert policy_violations(browser) == []
     # what an injected string could try: an inline handler, an HTML sink, an inline script
     refused = browser.execute_script(
@@ -701,7 +766,7 @@ def test_the_page_refuses_inline_script_and_being_framed(admin_sqlite: AdminServ
         "const sheet = document.createElement('link'); sheet.rel = 'stylesheet';"
         "sheet.href = 'https://cdn.example.com/x.css'; document.head.appendChild(sheet);"
     )
-    WebDriverWait(browser, 30).until(lambda _driver: policy_violations(browser), "the refused stylesheet")
+    page.until("the refused stylesheet", lambda: policy_violations(browser))
 
     # another site's page framing ours, to lay its own buttons over Disable or Replay: Chromium shows its
     # error page in the frame instead
@@ -713,6 +778,4 @@ def test_the_page_refuses_inline_script_and_being_framed(admin_sqlite: AdminServ
         loaded: str = browser.execute_script("return document.readyState == 'complete' ? location.href : ''")
         return "" if loaded == "about:blank" else loaded
 
-    assert WebDriverWait(browser, 30).until(lambda _driver: in_the_frame(), "the frame") == (
-        "chrome-error://chromewebdata/"
-    )
+    assert page.until("the frame", in_the_frame) == "chrome-error://chromewebdata/"
