@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from assethooks.delivery import USER_AGENT, build_request
-from assethooks.durations import format_duration, parse_duration, parse_moment
+from assethooks.durations import format_duration, parse_duration, parse_moment, parse_time
 from assethooks.errors import BlockedDestinationError, ConfigError, InvalidEventError, InvalidWebhookError
 from assethooks.guard import address_allowed, check_host, parse_networks
 from assethooks.retry import next_retry
@@ -273,6 +273,36 @@ def test_durations_read_and_write_the_short_forms() -> None:
         parse_duration("soon")
     assert parse_moment("2h", NOW) == NOW - timedelta(hours=2)
     assert parse_moment("2026-11-01T00:00:00", NOW) == datetime(2026, 11, 1, tzinfo=UTC)
+    assert format_duration(0) == "0s"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["999999999999d", "36501d", "9" * 400, "9" * 400 + "s"],  # 400 nines make float('inf')
+)
+def test_durations_longer_than_a_century_are_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"^duration too long: .* \(at most 36500d\)$"):
+        parse_duration(text)
+    with pytest.raises(ConfigError, match=r"^not a time: .* is too long ago \(at most 36500d\)$"):
+        parse_moment(text, NOW)
+
+
+def test_the_longest_duration_and_the_edges_of_time_still_compute() -> None:
+    assert parse_duration("36500d") == 36500 * 86400
+    assert parse_moment("36500d", NOW) == NOW - timedelta(days=36500)
+    assert parse_time("1900-01-01T00:00:00Z") == datetime(1900, 1, 1, tzinfo=UTC)
+    assert parse_time("8999-12-31T23:59:59+00:00") + timedelta(days=36500) > NOW
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59", "1899-12-31T23:59:59Z", "9000-01-01T00:00:00"],
+)
+def test_times_out_of_range_are_refused_before_they_overflow(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"^time out of range: .* \(years 1900 to 8999\)$"):
+        parse_moment(text, NOW)
+    with pytest.raises(ConfigError, match=r"^time out of range: "):
+        parse_time(text)
 
 
 def test_a_receiver_verifies_signature_and_timestamp() -> None:
