@@ -123,6 +123,14 @@ def test_a_bad_database_url_gets_one_clear_line(env: TestEnv) -> None:
     assert "\n" not in line
     assert "pw@" not in line
 
+    no_driver = cli(
+        "webhooks", "list", env=env.with_(database_url="postgresql+pg8000://u@127.0.0.1/x").values
+    )
+    assert no_driver.code == 2  # an installation or settings problem, not an outage
+    assert no_driver.err.splitlines() == [
+        "Error: no driver for postgresql: install asset-webhooks[postgres] (pg8000)"
+    ]
+
 
 def _schema(url: str) -> dict[str, object]:
     engine = create_engine(database_url(url))

@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from assethooks.errors import StoreUnavailableError
+from assethooks.errors import ConfigError, StoreUnavailableError
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(raw_url: str) -> Engine:
-    """Create the engine for ``raw_url``; raise ``StoreUnavailableError`` when it cannot be used."""
+    """Create the engine for ``raw_url``; raise ``ConfigError`` when its driver is not installed."""
     url = database_url(raw_url)
     try:
         if url.get_backend_name() == "sqlite":
@@ -45,8 +45,8 @@ def make_engine(raw_url: str) -> Engine:
             engine = create_engine(
                 url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 5}
             )
-    except ModuleNotFoundError as exc:
-        raise StoreUnavailableError(
+    except ModuleNotFoundError as exc:  # an installation or settings problem, not an outage
+        raise ConfigError(
             f"no driver for {url.get_backend_name()}: install asset-webhooks[postgres] ({exc.name})"
         ) from None
     return engine

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from assethooks.errors import StoreUnavailableError
+from assethooks.errors import ConfigError
 from assethooks.store.db import describe, guarded
 
 _SCRIPTS = Path(__file__).with_name("migrations")
@@ -56,10 +56,9 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
 
 
 def require_current(engine: Engine) -> None:
-    """Raise ``StoreUnavailableError`` unless the database schema is at the code's newest revision."""
+    """Raise ``ConfigError`` unless the database schema is at the code's newest revision: the database
+    answers but is not set up for this code, a set-up problem rather than an outage."""
     current, head = current_revision(engine), head_revision()
     if current != head:
         state = "empty" if current is None else f"at revision {current}, the code needs {head}"
-        raise StoreUnavailableError(
-            f"the database {describe(engine)} is {state}: run `assethooks db upgrade`"
-        )
+        raise ConfigError(f"the database {describe(engine)} is {state}: run `assethooks db upgrade`")
