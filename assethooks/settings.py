@@ -194,7 +194,7 @@ class Settings(BaseSettings):
     def describe(self) -> dict[str, str]:
         """Every setting as text, for display: secrets masked, durations in their short form."""
         shown: dict[str, str] = {}
-        for name in type(self).model_fields:
+        for name, field in type(self).model_fields.items():
             value = getattr(self, name)
             if name == "database_url":
                 shown[name] = make_url(value.get_secret_value()).render_as_string(hide_password=True)
@@ -202,15 +202,21 @@ class Settings(BaseSettings):
                 shown[name] = "****" if value.get_secret_value() else ""
             elif value is None:
                 shown[name] = ""
-            elif name == "retry_schedule":
-                shown[name] = ",".join(format_duration(delay) for delay in value)
+            elif _is_duration(field.metadata):
+                durations = value if isinstance(value, tuple) else (value,)
+                shown[name] = ",".join(format_duration(delay) for delay in durations)
             elif isinstance(value, tuple):
                 shown[name] = ",".join(str(item) for item in value)
-            elif name.endswith(("_retention", "_timeout", "_interval")):
-                shown[name] = format_duration(value)
             else:
                 shown[name] = str(value)
         return shown
+
+
+def _is_duration(metadata: list[Any]) -> bool:
+    """True for the settings read as durations (``Seconds``, ``PositiveSeconds``, ``DurationList``)."""
+    return any(
+        isinstance(item, BeforeValidator) and item.func in (_seconds, _duration_list) for item in metadata
+    )
 
 
 def load_settings(**overrides: Any) -> Settings:

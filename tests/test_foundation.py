@@ -52,6 +52,16 @@ def test_config_prints_effective_settings_with_the_password_masked(env: TestEnv)
     plain = cli("config", env=secret_env.values)
     assert "hunter2" not in plain.out + plain.err
     assert re.search(r"^source_topic\s+events-", plain.out, re.MULTILINE)
+    # Every duration in its short form, like the retention and timeouts.
+    durations = {
+        "spill_after": "1s", "retry_after_max": "1h", "breaker_cooldown": "30s",
+        "breaker_max_cooldown": "10m", "auto_disable_after": "5d", "warranty_window": "30d",
+        "maintenance_window": "7d",
+        "alert_claim_lease": "10m", "shutdown_timeout": "10s", "webhook_refresh_interval": "500ms",
+        "topic_retention": "7d",
+    }  # fmt: skip
+    assert {name: values[name] for name in durations} == durations
+    assert re.search(r"^spill_after\s+1s$", plain.out, re.MULTILINE)
 
 
 @pytest.mark.parametrize(
