@@ -2,5 +2,29 @@
 the test webhook, re-sending from the delivery log, the dead-letter drain, and topic replay.
 
 Re-sends go through the normal pipeline: a task due now on the shortest retry tier, which the retrier
-picks up, with the same delivery id as the original delivery.
+picks up, with the same delivery id as the original delivery. Every explicit re-send takes the next
+attempt number after the highest one logged for its delivery.
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+COUNT_CAP = 100_000  # a listing cut by its limit counts the matching rows up to this many
+
+
+@dataclass(frozen=True)
+class Listing(Generic[T]):
+    """What a listing shows, and how many rows matched in all (``exact`` false: more than ``total``)."""
+
+    items: list[T]
+    total: int
+    exact: bool = True
+
+    @property
+    def cut(self) -> bool:
+        """True when the limit left matching rows out."""
+        return len(self.items) < self.total or not self.exact

@@ -1,8 +1,9 @@
 """Draining the dead-letter topic: index it, list and show entries, replay or purge them.
 
-Every command first indexes the records added to the topic since the last time (``sync``). A replay
-sends each entry back through the pipeline — a delivery to the shortest retry tier, due now, with a fresh
-attempt budget; an invalid input record to the source topic — and marks it replayed only once Kafka has
+Every command first indexes the records added to the topic since the last time and resolves the pending
+deliveries that were delivered since they died (``sync``). A replay sends each entry back through the
+pipeline — a delivery to the shortest retry tier, due now, with a fresh attempt budget and the next
+attempt number; an invalid input record to the source topic — and marks it replayed only once Kafka has
 acknowledged it. A crash in the middle leaves the rest pending; running the replay again finishes it.
 """
 
@@ -20,11 +21,13 @@ from sqlalchemy import Engine
 
 from assethooks.clock import utc_now
 from assethooks.durations import parse_moment
-from assethooks.errors import InvalidInputError
+from assethooks.errors import InvalidInputError, NotFoundError
+from assethooks.operator import COUNT_CAP, Listing
 from assethooks.operator.records import RecordWriter, partitions_of, read_at, scan, watermarks
 from assethooks.settings import Settings
 from assethooks.store import dead_letters as index
 from assethooks.store.dead_letters import DeadLetterEntry, DeadLetterQuery, DeadLetterStatus
+from assethooks.store.delivery_log import next_attempts
 from consumers.runtime import coordinates
 from schemas.tasks import DEAD_LETTER_HEADER, DeadLetter, header_value, task_headers
 
@@ -87,7 +90,14 @@ def _row(record: Message) -> dict[str, Any]:
 
 
 def sync(settings: Settings, engine: Engine) -> int:
-    """Index the dead-letter records not indexed yet; return how many were added."""
+    """Index the dead-letter records not indexed yet, then resolve the pending ones whose delivery
+    succeeded since; return how many were added."""
+    added = _index_new(settings, engine)
+    index.resolve_delivered(engine)
+    return added
+
+
+def _index_new(settings: Settings, engine: Engine) -> int:
     topic = settings.dlq_topic
     partitions = partitions_of(settings, topic)
     if not partitions:
@@ -135,6 +145,8 @@ class DrainReport:
 
     done: list[int] = field(default_factory=list)  # entry ids
     missing: list[int] = field(default_factory=list)  # entries whose record is gone from the topic
+    # Entries chosen by id that were no longer pending (replayed, purged or resolved before): left alone.
+    already: list[DeadLetterEntry] = field(default_factory=list)
 
 
 def replay(
@@ -145,11 +157,12 @@ def replay(
     progress: Progress = _no_progress,
 ) -> DrainReport:
     """Send ``entries`` back through the pipeline and mark them replayed, batch by batch."""
-    report = DrainReport()
+    report = DrainReport(already=[entry for entry in entries if entry.status != DeadLetterStatus.PENDING])
     pending = [entry for entry in entries if entry.status == DeadLetterStatus.PENDING]
     for start in range(0, len(pending), BATCH):
         batch = pending[start : start + BATCH]
         records = read_at(settings, settings.dlq_topic, [(entry.partition, entry.offset) for entry in batch])
+        numbers = next_attempts(engine, [entry.delivery_id for entry in batch if entry.delivery_id])
         sent = []
         with RecordWriter(settings) as writer:
             for entry in batch:
@@ -157,7 +170,7 @@ def replay(
                 if record is None:
                     report.missing.append(entry.id)
                     continue
-                _send_back(settings, writer, record, now)
+                _send_back(settings, writer, record, now, numbers)
                 sent.append(entry.id)
         index.resolve(engine, sent, DeadLetterStatus.REPLAYED, now)  # only after Kafka acknowledged them
         report.done.extend(sent)
@@ -165,13 +178,17 @@ def replay(
     return report
 
 
-def _send_back(settings: Settings, writer: RecordWriter, record: Message, now: datetime) -> None:
+def _send_back(
+    settings: Settings, writer: RecordWriter, record: Message, now: datetime, numbers: dict[str, int]
+) -> None:
     letter = read_letter(record)
     if letter is None or letter.task is None:
         writer.send(settings.source_topic, record.value(), key=_key(record))
         return
     task = letter.task
     made = max((item.attempt for item in task.history), default=task.attempt_base)
+    # The log also knows the attempts made since it died (a `logs retry`, an earlier replay).
+    made = max(made, numbers.get(task.delivery_id, 1) - 1)
     again = task.model_copy(update={"attempt": made + 1, "attempt_base": made, "not_before": now})
     writer.send(settings.retry_topics[0], record.value(), key=_key(record), headers=task_headers(again))
 
@@ -182,10 +199,11 @@ def _key(record: Message) -> bytes | None:
 
 
 def purge(engine: Engine, entries: Sequence[DeadLetterEntry], now: datetime) -> DrainReport:
-    """Mark ``entries`` resolved without sending them."""
+    """Mark the pending ones among ``entries`` purged without sending them."""
     pending = [entry.id for entry in entries if entry.status == DeadLetterStatus.PENDING]
     index.resolve(engine, pending, DeadLetterStatus.PURGED, now)
-    return DrainReport(done=pending)
+    already = [entry for entry in entries if entry.status != DeadLetterStatus.PENDING]
+    return DrainReport(done=pending, already=already)
 
 
 def select(
@@ -199,7 +217,47 @@ def select(
     limit: int | None = None,
     required: bool = False,
 ) -> list[DeadLetterEntry]:
-    """The entries chosen by ids, by filters (webhook_id, event, kind, reason, since, until) or all."""
+    """The entries chosen by ids, by filters (webhook_id, event, kind, reason, since, until) or all.
+
+    Entries chosen by id are returned whatever their status (replay and purge say which were done
+    already); ``NotFoundError`` names the ids that do not exist. Filters and ``everything`` choose among
+    the entries of ``status``.
+    """
+    query = _query(ids, filters, status=status, everything=everything, limit=limit, required=required)
+    sync(settings, engine)
+    if ids:
+        _require_known(engine, ids)
+    return index.find(engine, query)
+
+
+def listing(
+    settings: Settings,
+    engine: Engine,
+    filters: dict[str, Any],
+    *,
+    status: DeadLetterStatus | None = DeadLetterStatus.PENDING,
+    limit: int,
+) -> Listing[DeadLetterEntry]:
+    """The entries of ``status`` the filters match, oldest first, at most ``limit``, and how many match
+    in all (counted only when the limit cut the listing, and at most ``COUNT_CAP``)."""
+    query = _query((), filters, status=status, limit=limit)
+    sync(settings, engine)
+    found = index.find(engine, query)
+    if len(found) < limit:
+        return Listing(found, len(found))
+    total, exact = index.count(engine, query, cap=COUNT_CAP)
+    return Listing(found, max(total, len(found)), exact)
+
+
+def _query(
+    ids: Sequence[int],
+    filters: dict[str, Any],
+    *,
+    status: DeadLetterStatus | None,
+    everything: bool = False,
+    limit: int | None = None,
+    required: bool = False,
+) -> DeadLetterQuery:
     chosen = {name: value for name, value in filters.items() if value is not None}
     if required and not (ids or chosen or everything):
         raise InvalidInputError("choose entries: their ids, filters such as --webhook, or --all")
@@ -209,9 +267,19 @@ def select(
     for bound in ("since", "until"):
         if bound in chosen:
             chosen[bound] = parse_moment(chosen[bound], now)
-    sync(settings, engine)
-    query = DeadLetterQuery(ids=list(ids) if ids else None, status=status, limit=limit, **chosen)
-    return index.find(engine, query)
+    return DeadLetterQuery(
+        ids=list(ids) if ids else None, status=None if ids else status, limit=limit, **chosen
+    )
+
+
+def _require_known(engine: Engine, ids: Sequence[int]) -> None:
+    known = {entry.id for entry in index.find(engine, DeadLetterQuery(ids=list(ids), status=None))}
+    unknown = sorted(set(ids) - known)
+    if len(unknown) == 1:
+        raise NotFoundError(f"no dead letter with id {unknown[0]}")
+    if unknown:
+        shown = ", ".join(str(entry_id) for entry_id in unknown[:10])
+        raise NotFoundError(f"no dead letters with ids {shown}{', …' if len(unknown) > 10 else ''}")
 
 
 def plain_entry(entry: DeadLetterEntry) -> dict[str, Any]:

@@ -17,15 +17,18 @@ from assethooks.clock import utc_now
 from assethooks.delivery import AttemptResult, HttpSender, build_request
 from assethooks.durations import parse_moment
 from assethooks.errors import InvalidInputError
+from assethooks.operator import COUNT_CAP, Listing
 from assethooks.operator.records import RecordWriter, read_at
 from assethooks.settings import Settings
 from assethooks.store.delivery_log import (
     LogEntry,
     LoggedAttempt,
     LogQuery,
+    count_attempts,
     get_attempt,
     insert_entries,
     newest_attempt,
+    next_attempts,
     query_attempts,
 )
 from assethooks.store.webhooks import WebhookStore
@@ -71,6 +74,17 @@ class LogFilters:
             limit=limit,
             newest_of_delivery=newest_of_delivery,
         )
+
+
+def list_attempts(engine: Engine, filters: LogFilters, limit: int) -> Listing[LoggedAttempt]:
+    """The attempts the filters match, newest first, at most ``limit``, and how many match in all
+    (counted only when the limit cut the listing, and at most ``COUNT_CAP``)."""
+    query = filters.query(limit)
+    found = query_attempts(engine, query)
+    if len(found) < limit:
+        return Listing(found, len(found))
+    total, exact = count_attempts(engine, query, cap=COUNT_CAP)
+    return Listing(found, max(total, len(found)), exact)
 
 
 def attempts_to_retry(
@@ -155,7 +169,8 @@ def resend_failed(
     """Queue the failed deliveries of ``attempts`` for their next attempt, due now, with a fresh budget.
 
     A delivery is re-sent once however many of its attempts are given, and only when its newest attempt
-    failed; its event is read back from the source topic.
+    failed; its event is read back from the source topic. The attempt takes the number after the highest
+    one logged for its delivery.
     """
     report = ResendReport()
     chosen: dict[str, LoggedAttempt] = {}
@@ -177,6 +192,7 @@ def resend_failed(
             {delivery_id: found[where] for delivery_id, where in in_topic.items() if where in found}
         )
     existing = WebhookStore(engine).ids()
+    numbers = next_attempts(engine, chosen)
     with RecordWriter(settings) as writer:
         for delivery_id, attempt in chosen.items():
             record = records.get(delivery_id)
@@ -185,14 +201,19 @@ def resend_failed(
             elif attempt.webhook_id not in existing:
                 report.skipped.append((attempt.id, f"webhook {attempt.webhook_id} was deleted"))
             else:
-                _queue(settings, writer, attempt, record, now)
+                _queue(settings, writer, attempt, record, now, numbers[delivery_id])
                 report.queued.append(delivery_id)
             progress(1)
     return report
 
 
 def _queue(
-    settings: Settings, writer: RecordWriter, attempt: LoggedAttempt, record: Message, now: datetime
+    settings: Settings,
+    writer: RecordWriter,
+    attempt: LoggedAttempt,
+    record: Message,
+    now: datetime,
+    number: int,
 ) -> None:
     topic, partition, offset = coordinates(record)
     task = DeliveryTask(
@@ -200,8 +221,8 @@ def _queue(
         webhook_id=attempt.webhook_id,
         event=attempt.event,
         asset_key=attempt.asset_id,
-        attempt=attempt.attempt + 1,
-        attempt_base=attempt.attempt,
+        attempt=number,
+        attempt_base=number - 1,  # a fresh budget
         not_before=now,
         source=SourceRef(topic=topic, partition=partition, offset=offset),
     )

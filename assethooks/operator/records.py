@@ -150,7 +150,7 @@ def offsets_at(settings: Settings, topic: str, partitions: Sequence[int], moment
     """For each partition, the first offset whose timestamp is at or after ``moment`` (the end when none)."""
     consumer = _reader(settings)
     try:
-        millis = int(moment.timestamp() * 1000)
+        millis = max(0, int(moment.timestamp() * 1000))  # Kafka reads negative times as special offsets
         found = consumer.offsets_for_times([TopicPartition(topic, p, millis) for p in partitions], timeout=10)
         result = {}
         for position in found:

@@ -15,13 +15,15 @@ from assethooks.errors import InvalidEventError, InvalidInputError, KafkaUnavail
 from assethooks.kafka import admin_client, check_reachable
 from assethooks.operator.records import RecordWriter, offsets_at, partitions_of, scan, watermarks
 from assethooks.settings import Settings
+from assethooks.store.delivery_log import next_attempts
 from assethooks.store.webhooks import WebhookStore
 from consumers.dispatcher import record_key, source_of
 from schemas.events import parse_event
-from schemas.tasks import DeliveryTask, delivery_id_for, key_bytes, task_headers
+from schemas.tasks import DeliveryTask, SourceRef, delivery_id_for, key_bytes, task_headers
 from schemas.webhooks import Webhook
 
 Progress = Callable[[int], None]
+BATCH = 500  # deliveries numbered with one look at the delivery log
 
 
 def _no_progress(_count: int) -> None:
@@ -99,11 +101,12 @@ def replay_range(
 ) -> ReplayReport:
     """Queue a delivery, due now, for each event of the range that each target webhook subscribes to.
 
-    Delivery ids are those of the original deliveries, so receivers can drop what they already have.
+    Delivery ids are those of the original deliveries, so receivers can drop what they already have;
+    each takes the attempt number after the highest one logged for it, with a fresh budget.
     """
     webhooks = _targets(engine, request.webhook_ids)
     report = ReplayReport()
-    writer = None if dry_run else RecordWriter(settings)
+    writer = None if dry_run else _NumberedWriter(settings, engine)
     for record in scan(settings, settings.source_topic, plan.start, plan.end):
         report.records += 1
         progress(1)
@@ -124,21 +127,56 @@ def replay_range(
                 continue
             report.deliveries[webhook.id] += 1
             if writer is not None:
-                task = DeliveryTask(
-                    delivery_id=delivery_id_for(source, webhook.id),
-                    webhook_id=webhook.id,
-                    event=event.event.value,
-                    asset_key=key,
-                    attempt=1,
-                    not_before=now,
-                    source=source,
-                )
-                writer.send(
-                    settings.retry_topics[0], record.value(), key=key_bytes(key), headers=task_headers(task)
-                )
+                writer.add(record.value(), key, webhook.id, event.event.value, source, now)
     if writer is not None:
         writer.flush()
     return report
+
+
+class _NumberedWriter:
+    """Queues replayed deliveries in batches, each delivery numbered after its highest logged attempt."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self._topic = settings.retry_topics[0]
+        self._engine = engine
+        self._writer = RecordWriter(settings)
+        self._batch: list[tuple[bytes | None, str | None, DeliveryTask]] = []
+
+    def add(
+        self,
+        value: bytes | None,
+        key: str | None,
+        webhook_id: int,
+        event: str,
+        source: SourceRef,
+        now: datetime,
+    ) -> None:
+        """Queue one delivery (numbered and sent with its batch)."""
+        task = DeliveryTask(
+            delivery_id=delivery_id_for(source, webhook_id),
+            webhook_id=webhook_id,
+            event=event,
+            asset_key=key,
+            attempt=1,
+            not_before=now,
+            source=source,
+        )
+        self._batch.append((value, key, task))
+        if len(self._batch) >= BATCH:
+            self._send()
+
+    def _send(self) -> None:
+        numbers = next_attempts(self._engine, [task.delivery_id for _, _, task in self._batch])
+        for value, key, task in self._batch:
+            number = numbers[task.delivery_id]
+            numbered = task.model_copy(update={"attempt": number, "attempt_base": number - 1})
+            self._writer.send(self._topic, value, key=key_bytes(key), headers=task_headers(numbered))
+        self._batch.clear()
+
+    def flush(self) -> None:
+        """Send what is queued and wait until Kafka acknowledged everything."""
+        self._send()
+        self._writer.flush()
 
 
 def rewind_group(settings: Settings, to: datetime | None, group: str | None = None) -> dict[int, int]:

@@ -1,13 +1,16 @@
 """The dead-letter index: where each dead-letter record is, what it is about, and its state.
 
 The dead-letter topic is the source of truth for the records; this table lets operators find them and
-remembers which were replayed or purged, so that doing either twice does nothing the second time.
+remembers which were replayed, purged or resolved, so that doing any of these twice does nothing the
+second time. A pending delivery whose delivery id was delivered after it died (by ``logs retry``, a replay
+of the source topic, another dead letter of the same delivery) is ``resolved``: sending it again would
+only make a duplicate.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -18,15 +21,16 @@ from sqlalchemy.orm import Session
 
 from assethooks.errors import NotFoundError
 from assethooks.store.db import guarded
-from assethooks.store.models import DeadLetterRow
+from assethooks.store.models import DeadLetterRow, DeliveryLogRow
 
 
 class DeadLetterStatus(StrEnum):
     """Where a dead letter stands."""
 
     PENDING = "pending"
-    REPLAYED = "replayed"
-    PURGED = "purged"
+    REPLAYED = "replayed"  # sent back through the pipeline by `dlq replay`
+    PURGED = "purged"  # dropped by `dlq purge`
+    RESOLVED = "resolved"  # its delivery succeeded later, at ``resolved_at``, by another re-send
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,20 @@ def find(engine: Engine, query: DeadLetterQuery) -> list[DeadLetterEntry]:
     return guarded(engine, run)
 
 
+def count(engine: Engine, query: DeadLetterQuery, *, cap: int) -> tuple[int, bool]:
+    """How many dead letters match ``query`` (its limit aside), counting at most ``cap`` rows so that the
+    cost stays bounded: ``(count, exact)``; ``exact`` is false when there are more than ``cap``."""
+    matching = _select(replace(query, limit=cap + 1)).with_only_columns(DeadLetterRow.id).order_by(None)
+    statement = select(func.count()).select_from(matching.subquery())
+
+    def run() -> int:
+        with Session(engine) as session:
+            return int(session.scalar(statement) or 0)
+
+    found = guarded(engine, run)
+    return min(found, cap), found <= cap
+
+
 def get(engine: Engine, entry_id: int) -> DeadLetterEntry:
     """One dead letter; ``NotFoundError`` when there is none with ``entry_id``."""
 
@@ -124,7 +142,7 @@ def indexed_up_to(engine: Engine, topic: str) -> dict[int, int]:
             .group_by(DeadLetterRow.partition)
         )
         with Session(engine) as session:
-            return {int(partition): int(offset) for partition, offset in session.execute(statement).tuples()}
+            return {int(partition): int(offset) for partition, offset in session.execute(statement)}
 
     return guarded(engine, run)
 
@@ -161,6 +179,36 @@ def resolve(engine: Engine, ids: Sequence[int], status: DeadLetterStatus, now: d
             .where(DeadLetterRow.id.in_(ids), DeadLetterRow.status == DeadLetterStatus.PENDING.value)
             .values(status=status.value, resolved_at=now)
         )
+        with engine.begin() as connection:
+            return connection.execute(statement).rowcount
+
+    return guarded(engine, run)
+
+
+def resolve_delivered(engine: Engine) -> int:
+    """Mark ``resolved`` every pending dead letter whose delivery has a successful attempt logged at or
+    after the time it died, with that attempt's time; return how many changed."""
+    log = DeliveryLogRow
+    delivered_at = (
+        select(func.min(log.created_at))
+        .where(
+            log.delivery_id == DeadLetterRow.delivery_id,
+            log.success.is_(True),
+            log.created_at >= DeadLetterRow.dead_at,
+        )
+        .scalar_subquery()
+    )
+    statement = (
+        update(DeadLetterRow)
+        .where(
+            DeadLetterRow.status == DeadLetterStatus.PENDING.value,
+            DeadLetterRow.delivery_id.is_not(None),
+            delivered_at.is_not(None),
+        )
+        .values(status=DeadLetterStatus.RESOLVED.value, resolved_at=delivered_at)
+    )
+
+    def run() -> int:
         with engine.begin() as connection:
             return connection.execute(statement).rowcount
 

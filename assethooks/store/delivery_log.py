@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import Engine, Select, delete, func, select
 from sqlalchemy.exc import DBAPIError
@@ -155,6 +156,44 @@ def query_attempts(engine: Engine, query: LogQuery) -> list[LoggedAttempt]:
             return [_attempt(row) for row in session.scalars(_select(query))]
 
     return guarded(engine, run)
+
+
+def count_attempts(engine: Engine, query: LogQuery, *, cap: int) -> tuple[int, bool]:
+    """How many logged attempts match ``query`` (its limit aside), counting at most ``cap`` rows so that
+    the cost stays bounded: ``(count, exact)``; ``exact`` is false when there are more than ``cap``."""
+    matching = _select(replace(query, limit=cap + 1)).with_only_columns(DeliveryLogRow.id).order_by(None)
+    statement = select(func.count()).select_from(matching.subquery())
+
+    def run() -> int:
+        with Session(engine) as session:
+            return int(session.scalar(statement) or 0)
+
+    found = guarded(engine, run)
+    return min(found, cap), found <= cap
+
+
+def next_attempts(engine: Engine, delivery_ids: Iterable[str]) -> dict[str, int]:
+    """For each delivery id, the number its next attempt takes: one more than the highest attempt logged
+    for it (1 when none is). One query per thousand ids."""
+    wanted = sorted(set(delivery_ids))
+    found: dict[str, int] = dict.fromkeys(wanted, 1)
+
+    def run(chunk: list[str]) -> None:
+        statement = (
+            select(DeliveryLogRow.delivery_id, func.max(DeliveryLogRow.attempt))
+            .where(DeliveryLogRow.delivery_id.in_(chunk))
+            .group_by(DeliveryLogRow.delivery_id)
+        )
+        with Session(engine) as session:
+            for delivery_id, highest in session.execute(statement):
+                found[delivery_id] = int(highest) + 1
+
+    for start in range(0, len(wanted), _IN_CHUNK):
+        guarded(engine, partial(run, wanted[start : start + _IN_CHUNK]))
+    return found
+
+
+_IN_CHUNK = 1000  # values in one IN (…): well within SQLite's and PostgreSQL's limits
 
 
 def recent_entries(engine: Engine, *, webhook_id: int | None = None, limit: int = 100) -> list[LoggedAttempt]:
