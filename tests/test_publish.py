@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from confluent_kafka import Message
+from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from assethooks.kafka import ensure_topics
 from tests.conftest import TestEnv
@@ -31,21 +33,82 @@ def keyed(records: list[Message]) -> dict[bytes, bytes]:
     return found
 
 
-def test_a_json_lines_file_sends_the_valid_lines_and_names_the_others(env: TestEnv, tmp_path: Path) -> None:
+def records_in(env: TestEnv, topic: str) -> int:
+    """How many records ``topic`` holds (the sum of its partitions' high watermarks)."""
+    consumer = Consumer({"bootstrap.servers": env["kafka_bootstrap"], "group.id": "watermarks"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+            for partition in partitions
+        )
+    finally:
+        consumer.close()
+
+
+def test_a_json_lines_file_with_invalid_lines_names_them_and_sends_nothing(
+    env: TestEnv, tmp_path: Path
+) -> None:
     ensure_topics(env.settings())
     lines = [VALID, "{not json", DELETED, VALID.replace("asset.created", "asset.exploded"), ""]
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join(lines) + "\n")
     result = cli("publish", "--file", str(events), env=env.values)
     assert result.code == 2
-    assert "published 2 of 4 events" in result.out
+    assert result.out == ""
     assert result.err.splitlines() == [
         "line 2: not valid JSON: key must be a string at line 1 column 2",
         "line 4: unknown event 'asset.exploded'",
-        "Error: 2 of 4 events not published",
+        "Error: 2 of 4 events invalid: nothing published",
     ]
-    sent = keyed(read_topic(env["kafka_bootstrap"], env["source_topic"], count=2))
-    assert sent == {b"123": VALID.encode(), b"9": DELETED.encode()}  # byte for byte, keyed by asset id
+    assert records_in(env, env["source_topic"]) == 0
+
+    events.write_text(f"{VALID}\n\n{DELETED}\n")
+    sent = cli("publish", "--file", str(events), env=env.values)
+    assert sent.code == 0, sent.err
+    assert sent.out.strip() == f"published 2 of 2 events to {env['source_topic']}"
+    records = keyed(read_topic(env["kafka_bootstrap"], env["source_topic"], count=2))
+    assert records == {b"123": VALID.encode(), b"9": DELETED.encode()}  # byte for byte, keyed by asset id
+
+
+def test_a_line_over_the_record_size_limit_is_named_with_the_limit_and_nothing_is_sent(
+    env: TestEnv, tmp_path: Path
+) -> None:
+    ensure_topics(env.settings())
+    padding = "x" * 1_100_000
+    big = VALID.replace('"data":{}', f'"data":{{"notes":"{padding}"}}')
+    events = tmp_path / "events.jsonl"
+    events.write_text(f"{VALID}\n{big}\n{DELETED}\n")
+    result = cli("publish", "--file", str(events), env=env.values)
+    assert result.code == 2
+    assert "Traceback" not in result.err
+    line, summary = result.err.splitlines()
+    # librdkafka takes at most 1,000,000 bytes per record, less 36 of framing and the key (b"123").
+    assert line == (
+        f"line 2: {len(big):,} bytes, more than the 999,961 one event may take (Kafka's record size limit)"
+    )
+    assert summary == "Error: 1 of 3 events invalid: nothing published"
+    assert records_in(env, env["source_topic"]) == 0  # checked first: not even line 1 was sent
+    assert "nothing is published" in " ".join(cli("publish", "--help", env=env.values).out.split())
+
+    # A topic that takes less than the producer: its limit counts, less a record batch's framing.
+    admin = AdminClient({"bootstrap.servers": env["kafka_bootstrap"]})
+    smaller = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        env["source_topic"],
+        incremental_configs=[
+            ConfigEntry("max.message.bytes", "50000", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    for done in admin.incremental_alter_configs([smaller]).values():
+        done.result(timeout=10)
+    middling = VALID.replace('"data":{}', f'"data":{{"notes":"{"y" * 60_000}"}}')
+    alone = cli("publish", "--json", middling, env=env.values)
+    assert alone.code == 2
+    assert alone.err.splitlines() == [
+        f"Error: {len(middling):,} bytes, more than the 49,900 one event may take (Kafka's record size limit)"
+    ]
+    assert records_in(env, env["source_topic"]) == 0
 
 
 def test_one_event_from_options_or_stdin(env: TestEnv) -> None:

@@ -18,6 +18,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from confluent_kafka.admin._config import ConfigResource
 
 from assethooks.errors import KafkaUnavailableError
 from assethooks.kafka import admin_client, check_reachable, client_config, producer_config
@@ -26,6 +27,9 @@ from assethooks.settings import Settings
 Position = tuple[int, int]  # partition, offset
 SEEK_GAP = 500  # reading forward beats seeking up to this many records
 POLL_TIMEOUT = 10.0
+PRODUCER_MAX_BYTES = 1_000_000  # librdkafka's message.max.bytes, which producer_config leaves as it is
+RECORD_FRAMING = 36  # bytes librdkafka adds to key, value and headers when it checks a record's size
+BATCH_FRAMING = 61  # bytes of a record batch's header, which the broker counts too
 
 
 def _reader(settings: Settings) -> Consumer:
@@ -48,6 +52,23 @@ def partitions_of(settings: Settings, topic: str) -> list[int]:
     if found is None or found.error is not None:
         return []
     return sorted(found.partitions)
+
+
+def record_limit(settings: Settings, topic: str) -> int:
+    """The most bytes of key and value that one record of ``topic`` may hold: what the producer takes or
+    what the topic (``max.message.bytes``) takes, whichever is less, before compression."""
+    producer = int(producer_config(settings, "operator").get("message.max.bytes", PRODUCER_MAX_BYTES))
+    limit = producer - RECORD_FRAMING
+    check_reachable(settings)
+    admin = admin_client(settings)  # kept until the answer is in: a dropped client fails its futures
+    described = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
+    try:
+        entry = next(iter(described.values())).result(timeout=10).get("max.message.bytes")
+    except KafkaException:  # no such topic (yet): the producer's limit is what is known
+        return limit
+    if entry is not None and entry.value:
+        limit = min(limit, int(entry.value) - BATCH_FRAMING - RECORD_FRAMING)
+    return limit
 
 
 def read_at(settings: Settings, topic: str, positions: Iterable[Position]) -> dict[Position, Message]:
