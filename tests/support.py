@@ -75,10 +75,11 @@ class Redirect:
 
 @dataclass(frozen=True)
 class Answer:
-    """Answer with this status and these headers."""
+    """Answer with this status, these headers and this body."""
 
     status: int
     headers: dict[str, str]
+    body: str = "answer"
 
 
 # A status; "hang" (never answer); "reset" (drop the connection); "fail-first" (500 to each delivery's
@@ -157,7 +158,7 @@ class Receiver:
         if isinstance(behaviour, Redirect):
             return web.Response(status=302, headers={"Location": behaviour.location})
         if isinstance(behaviour, Answer):
-            return web.Response(status=behaviour.status, headers=behaviour.headers, text="answer")
+            return web.Response(status=behaviour.status, headers=behaviour.headers, text=behaviour.body)
         if isinstance(behaviour, tuple):
             await asyncio.sleep(behaviour[0])
         assert status is not None

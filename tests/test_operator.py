@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from click.testing import CliRunner
+from confluent_kafka import Consumer, Producer, TopicPartition
 from sqlalchemy import Engine
 
+from assethooks.cli import main
 from assethooks.kafka import ensure_topics
 from assethooks.signing import sign
 from assethooks.store.db import make_engine
@@ -19,7 +22,17 @@ from assethooks.store.delivery_log import LogEntry, insert_entries, recent_entri
 from assethooks.store.migrate import upgrade
 from assethooks.store.webhooks import WebhookStore
 from consumers.dispatcher import source_of
-from schemas.tasks import delivery_id_for
+from schemas.tasks import (
+    TASK_HEADER,
+    AttemptRecord,
+    DeadLetter,
+    DeadLetterKind,
+    DeliveryTask,
+    SourceRef,
+    dead_letter_headers,
+    delivery_id_for,
+    header_value,
+)
 from schemas.webhooks import Webhook, validate_webhook
 from tests.conftest import TestEnv
 from tests.support import Receiver, cli, committed_offsets, committed_to_end, read_topic, service, wait_until
@@ -75,6 +88,18 @@ def json_out(*args: str, env: TestEnv) -> Any:
     return json.loads(result.out)
 
 
+def attempts_out(*filters: str, env: TestEnv) -> list[dict[str, Any]]:
+    """``logs --json``: the attempts listed."""
+    listed: list[dict[str, Any]] = json_out("logs", *filters, env=env)["attempts"]
+    return listed
+
+
+def entries_out(*args: str, env: TestEnv) -> list[dict[str, Any]]:
+    """``dlq list --json``: the entries listed."""
+    listed: list[dict[str, Any]] = json_out("dlq", "list", *args, env=env)["entries"]
+    return listed
+
+
 # -- the test webhook ---------------------------------------------------------------------------------
 
 
@@ -95,7 +120,7 @@ def test_the_test_webhook_reaches_a_verifying_receiver_and_is_logged(
     payload = json.loads(request.body)
     assert set(payload) == {"event", "timestamp", "source", "asset_id", "asset", "data"}
     assert payload["event"] == "webhook.test"
-    (logged,) = json_out("logs", "--event", "webhook.test", env=env)
+    (logged,) = attempts_out("--event", "webhook.test", env=env)
     assert (logged["webhook_id"], logged["success"], logged["status_code"]) == (hook.id, True, 200)
     assert logged["delivery_id"] == request.header("X-Asset-Webhook-Delivery")
 
@@ -171,7 +196,7 @@ def test_log_filters_return_exactly_the_matching_attempts(env: TestEnv, store_ur
     on = env.with_(database_url=store_url)
 
     def ids(*filters: str) -> list[tuple[int, str, str | None, bool]]:
-        rows = json_out("logs", *filters, env=on)
+        rows = attempts_out(*filters, env=on)
         return [(row["webhook_id"], row["event"], row["asset_id"], row["success"]) for row in rows]
 
     assert len(ids()) == 5
@@ -204,7 +229,7 @@ def test_log_filters_return_exactly_the_matching_attempts(env: TestEnv, store_ur
         "ERROR",
     ]
     assert table.out.splitlines()[-1] == "2 attempts"
-    first = json_out("logs", "--webhook", "2", "--status", "ok", env=on)[0]
+    first = attempts_out("--webhook", "2", "--status", "ok", env=on)[0]
     shown = cli("logs", "show", str(first["id"]), env=on.values)
     assert "response:\nok" in shown.out
     bad = cli("logs", "--since", "yesterday-ish", env=on.values)
@@ -225,6 +250,9 @@ def test_purge_removes_only_entries_older_than_the_cutoff(env: TestEnv, store_ur
     assert result.code == 0, result.err
     assert result.out.startswith("purged 2 entries older than 30d")
     assert sorted(int(kept.asset_id or 0) for kept in recent_entries(store)) == [1, 29]
+    everything = cli("logs", "purge", "--older-than", "0s", env=on.values)
+    assert everything.out.startswith("purged 2 entries older than 0s ("), everything.out
+    assert cli("logs", "purge", "--older-than", "0s", env=on.values).out.startswith("purged 0 entries")
     store.dispose()
 
 
@@ -253,7 +281,7 @@ def test_logs_retry_redelivers_a_failed_delivery_once_the_receiver_is_healthy(
             env=settings.values,
         )
         assert result.code == 0, result.err
-        assert result.out.strip().splitlines()[-1] == "queued 1 deliveries for another attempt, skipped 0"
+        assert result.out.strip().splitlines()[-1] == "queued 1 delivery for another attempt, skipped 0"
         requests = receiver.wait_for(3, "/down")
         wait_until(
             lambda: any(logged.success for logged in recent_entries(kafka_engine)), what="the logged success"
@@ -275,7 +303,7 @@ def test_dead_letters_are_replayed_once_and_filtered_replays_leave_the_others_pe
     settings = env.with_(retry_schedule="1s")
     with service("all", settings.values, tmp_path / "run.log"):
         read_topic(env["kafka_bootstrap"], env["dlq_topic"], count=8)  # the outage exhausted every retry
-        pending = json_out("dlq", "list", env=settings)
+        pending = entries_out(env=settings)
         assert len(pending) == 8
         assert {row["kind"] for row in pending} == {"attempts-exhausted"}
         assert all(
@@ -311,17 +339,17 @@ def test_dead_letters_are_replayed_once_and_filtered_replays_leave_the_others_pe
         r.header("X-Asset-Webhook-Delivery") for r in erp_calls if r.header("X-Asset-Webhook-Attempt") == "3"
     } == dead_ids
     assert len(receiver.requests("/crm")) == 8  # untouched
-    still = json_out("dlq", "list", env=settings)
+    still = entries_out(env=settings)
     assert {row["webhook_id"] for row in still} == {crm.id}
     assert len(still) == 4
 
     refused = cli("dlq", "purge", "--webhook", str(crm.id), env=settings.values, stdin="n\n")
     assert refused.code == 1
-    assert len(json_out("dlq", "list", env=settings)) == 4
+    assert len(entries_out(env=settings)) == 4
     purged = cli("dlq", "purge", "--webhook", str(crm.id), "--yes", env=settings.values)
     assert purged.out.strip() == "purged 4 entries"
-    assert json_out("dlq", "list", env=settings) == []
-    assert len(json_out("dlq", "list", "--status", "all", env=settings)) == 8
+    assert entries_out(env=settings) == []
+    assert len(entries_out("--status", "all", env=settings)) == 8
     assert cli("dlq", "purge", "--all", "--yes", env=settings.values).out.strip() == "purged 0 entries"
     nothing = cli("dlq", "replay", env=settings.values)
     assert nothing.code == 2
@@ -401,11 +429,219 @@ def test_rewinding_the_dispatcher_group_needs_it_stopped(
         assert refused.code == 2
         assert (
             refused.err.strip()
-            == f"Error: the group {env['dispatcher_group']} has 1 running members: stop them first"
+            == f"Error: the group {env['dispatcher_group']} has 1 running member: stop it first"
         )
     rewound = cli("replay", "--rewind-group", "--to", (NOW - 2.5 * hour).isoformat(), env=env.values)
     assert rewound.code == 0, rewound.err
+    header, *rows, summary = rewound.out.strip().splitlines()
+    assert header.split() == ["PARTITION", "OFFSET"]
+    assert [row.split()[0] for row in rows] == ["0", "1", "2"]
+    assert summary == (
+        f"group {env['dispatcher_group']} now starts at these offsets of {env['source_topic']} (3 partitions)"
+    )
     with service("dispatcher", env.values, tmp_path / "run.log"):
         receiver.wait_for(6, "/live")  # the events of the last 1.5 hours, once more
     again = sorted(json.loads(request.body)["data"]["n"] for request in receiver.requests("/live")[4:])
     assert again == [2, 3]  # the events at or after the time the group was moved to
+
+
+# -- dead letters by id, resolved dead letters, attempt numbers, cut listings ---------------------------
+
+
+def dead_letter(
+    env: TestEnv, delivery_id: str, dead_at: datetime, *, webhook_id: int = 1, made: int = 2
+) -> None:
+    """Put a dead-lettered delivery whose ``made`` attempts failed into the test's dead-letter topic."""
+    source = SourceRef(topic=env["source_topic"], partition=0, offset=0)
+    history = tuple(
+        AttemptRecord(attempt=number, at=dead_at, status_code=503, error="HTTP 503", duration_ms=1.0)
+        for number in range(1, made + 1)
+    )
+    task = DeliveryTask(
+        delivery_id=delivery_id, webhook_id=webhook_id, event="asset.lost", asset_key="7", attempt=made + 1,
+        not_before=dead_at, source=source, history=history,
+    )  # fmt: skip
+    letter = DeadLetter(
+        kind=DeadLetterKind.ATTEMPTS_EXHAUSTED, reason=f"{made} attempts failed, last: HTTP 503",
+        dead_at=dead_at, source=source, task=task,
+    )  # fmt: skip
+    producer = Producer({"bootstrap.servers": env["kafka_bootstrap"]})
+    headers: list[tuple[str, str | bytes | None]] = [*dead_letter_headers(letter)]
+    producer.produce(env["dlq_topic"], value=event("asset.lost", 7), key=b"7", headers=headers)
+    assert producer.flush(30) == 0
+
+
+def logged(
+    delivery_id: str, attempt: int, success: bool, at: datetime, *, webhook_id: int = 1, offset: int = 0
+) -> LogEntry:
+    return LogEntry(
+        webhook_id=webhook_id, event="asset.lost", asset_id="7", delivery_id=delivery_id, attempt=attempt,
+        success=success, status_code=200 if success else 503, duration_ms=1.0,
+        error=None if success else "HTTP 503", response_body=None, source_topic="asset-events",
+        source_partition=0, source_offset=offset, created_at=at,
+    )  # fmt: skip
+
+
+def retry_tasks(env: TestEnv, count: int) -> list[DeliveryTask]:
+    """The tasks on the shortest retry tier, exactly ``count`` of them."""
+    topic = f"{env['retry_topic_prefix']}.1s"
+    records = read_topic(env["kafka_bootstrap"], topic, count=count)
+    assert records_in(env, topic) == count
+    tasks = [DeliveryTask.model_validate_json(header_value(r.headers(), TASK_HEADER) or b"") for r in records]
+    return sorted(tasks, key=lambda task: (task.delivery_id, task.attempt))
+
+
+def records_in(env: TestEnv, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": env["kafka_bootstrap"], "group.id": "watermarks"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+            for partition in partitions
+        )
+    finally:
+        consumer.close()
+
+
+def test_unknown_dead_letter_ids_exit_3_and_entries_already_done_say_so(
+    env: TestEnv, kafka_engine: Engine
+) -> None:
+    dead_letter(env, "d-1", NOW - timedelta(hours=1))
+    for args in (("replay", "99999"), ("purge", "99999", "--yes"), ("replay", "--dry-run", "99999")):
+        missing = cli("dlq", *args, env=env.values)
+        assert missing.code == 3, args
+        assert missing.err == "Error: no dead letter with id 99999\n"
+    several = cli("dlq", "replay", "1", "99999", "12345", env=env.values)
+    assert (several.code, several.err) == (3, "Error: no dead letters with ids 12345, 99999\n")
+    assert records_in(env, f"{env['retry_topic_prefix']}.1s") == 0  # nothing was sent for the known one
+
+    first = cli("dlq", "replay", "1", env=env.values)
+    assert first.out.strip() == "replayed 1 entry, 0 missing from the topic"
+    (entry,) = entries_out("--status", "all", env=env)
+    assert entry["status"] == "replayed"
+    when = datetime.fromisoformat(entry["resolved_at"]).isoformat(timespec="seconds")
+    again = cli("dlq", "replay", "1", env=env.values)
+    assert (again.code, again.out.strip()) == (0, f"entry 1 was already replayed at {when}")
+    purged = cli("dlq", "purge", "1", "--yes", env=env.values)
+    assert (purged.code, purged.out.strip()) == (0, f"entry 1 was already replayed at {when}")
+    assert [task.delivery_id for task in retry_tasks(env, 1)] == ["d-1"]  # sent once
+
+
+def test_a_dead_letter_whose_delivery_succeeded_later_is_resolved_not_replayed(
+    env: TestEnv, store_url: str
+) -> None:
+    on = env.with_(database_url=store_url)
+    store = make_engine(store_url)
+    upgrade(store)
+    ensure_topics(on.settings())
+    died = NOW - timedelta(hours=1)
+    for delivery_id in ("d-retried", "d-still-failing", "d-succeeded-before"):
+        dead_letter(on, delivery_id, died)
+    later = died + timedelta(minutes=1)
+    insert_entries(
+        store,
+        [
+            logged("d-retried", 3, True, later),  # `logs retry` delivered it after it died
+            logged("d-still-failing", 3, False, later),
+            logged("d-succeeded-before", 1, True, died - timedelta(minutes=1)),
+        ],
+    )
+    store.dispose()
+    pending = entries_out(env=on)
+    assert sorted(row["delivery_id"] for row in pending) == ["d-still-failing", "d-succeeded-before"]
+    (resolved,) = entries_out("--status", "resolved", env=on)
+    assert resolved["delivery_id"] == "d-retried"
+    assert datetime.fromisoformat(resolved["resolved_at"]) == later
+
+    replayed = cli("dlq", "replay", "--webhook", "1", env=on.values)
+    assert replayed.out.strip() == "replayed 2 entries, 0 missing from the topic"
+    assert [task.delivery_id for task in retry_tasks(on, 2)] == ["d-still-failing", "d-succeeded-before"]
+    by_id = cli("dlq", "replay", str(resolved["id"]), env=on.values)
+    assert by_id.out.strip() == (
+        f"entry {resolved['id']} was already resolved (its delivery succeeded) at "
+        f"{later.isoformat(timespec='seconds')}"
+    )
+    assert records_in(on, f"{on['retry_topic_prefix']}.1s") == 2
+
+
+def test_every_resend_takes_the_next_attempt_number_after_the_logged_ones(
+    env: TestEnv, store_url: str
+) -> None:
+    on = env.with_(database_url=store_url)
+    store = make_engine(store_url)
+    upgrade(store)
+    ensure_topics(on.settings())
+    hook = add_webhook(store, name="ERP", url="https://erp.example.com/hook")
+    fresh = add_webhook(store, name="New", url="https://new.example.com/hook")
+    produce(on, [(event("asset.lost", 7), NOW - timedelta(hours=2))])
+    (record,) = read_topic(on["kafka_bootstrap"], on["source_topic"], count=1)
+    source = source_of(record)
+    delivery = delivery_id_for(source, hook.id)
+    at = NOW - timedelta(hours=1)
+
+    def log(attempt: int) -> None:
+        entry = logged(delivery, attempt, False, at, webhook_id=hook.id, offset=source.offset)
+        insert_entries(store, [replace(entry, source_topic=source.topic, source_partition=source.partition)])
+
+    for attempt in (1, 2, 3):  # attempts 1 and 2 died; 3 was an earlier re-send that failed too
+        log(attempt)
+    dead_letter(on, delivery, at, webhook_id=hook.id, made=2)
+    assert cli("dlq", "replay", "--all", env=on.values).code == 0
+    (replayed,) = retry_tasks(on, 1)
+    assert (replayed.attempt, replayed.attempt_base) == (4, 3)  # not 3 again, from the letter's history
+
+    log(5)  # the log is written in batches: a later attempt can have a lower log id
+    log(4)
+    newest_row = max(entry.id for entry in recent_entries(store))
+    retried = cli("logs", "retry", str(newest_row), env=on.values)
+    assert retried.code == 0, retried.err
+    assert [(task.attempt, task.attempt_base) for task in retry_tasks(on, 2)] == [(4, 3), (6, 5)]
+
+    window = ["--from", (NOW - timedelta(hours=3)).isoformat(), "--to", NOW.isoformat()]
+    again = cli("replay", *window, "--webhook", str(hook.id), "--webhook", str(fresh.id), env=on.values)
+    assert again.code == 0, again.err
+    tasks = sorted((task.webhook_id, task.attempt, task.attempt_base) for task in retry_tasks(on, 4))
+    # The replay follows the newest logged attempt (5) too; the re-sends queued above are not logged yet.
+    assert tasks == sorted([(hook.id, 4, 3), (hook.id, 6, 5), (hook.id, 6, 5), (fresh.id, 1, 0)])
+    store.dispose()
+
+
+def test_listings_cut_by_their_limit_say_how_many_matched(
+    env: TestEnv, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on = env.with_(database_url=store_url)
+    store = make_engine(store_url)
+    upgrade(store)
+    ensure_topics(on.settings())
+    insert_entries(store, [logged(f"d-{n}", 1, n % 2 == 0, NOW - timedelta(seconds=n)) for n in range(60)])
+    store.dispose()
+    for number in range(3):
+        dead_letter(on, f"d-dead-{number}", NOW - timedelta(hours=1))
+
+    def said(*args: str) -> str:
+        result = CliRunner().invoke(main, list(args), env=on.values, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    assert said("logs").splitlines()[-1] == "showing 50 of 60 attempts (--limit)"
+    assert said("logs", "--limit", "60").splitlines()[-1] == "60 attempts"
+    assert (
+        said("logs", "--status", "ok", "--limit", "10").splitlines()[-1]
+        == "showing 10 of 30 attempts (--limit)"
+    )
+    assert said("logs", "--webhook", "2").splitlines()[-1] == "0 attempts"
+    listed = json.loads(said("logs", "--json", "--limit", "5"))
+    assert (len(listed["attempts"]), listed["total"], listed["total_exact"]) == (5, 60, True)
+    monkeypatch.setattr("assethooks.operator.deliveries.COUNT_CAP", 55)
+    assert said("logs").splitlines()[-1] == "showing 50 of more than 55 attempts (--limit)"
+    listed = json.loads(said("logs", "--json"))
+    assert (len(listed["attempts"]), listed["total"], listed["total_exact"]) == (50, 55, False)
+
+    assert said("dlq", "list", "--limit", "2").splitlines()[-1] == "showing 2 of 3 pending entries (--limit)"
+    assert said("dlq", "list").splitlines()[-1] == "3 pending entries"
+    assert said("dlq", "list", "--status", "all", "--limit", "1").splitlines()[-1] == (
+        "showing 1 of 3 entries (--limit)"
+    )
+    assert said("dlq", "list", "--status", "replayed").splitlines()[-1] == "0 replayed entries"
+    entries = json.loads(said("dlq", "list", "--json", "--limit", "2"))
+    assert (len(entries["entries"]), entries["total"], entries["total_exact"]) == (2, 3, True)

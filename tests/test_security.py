@@ -374,7 +374,7 @@ def test_secrets_at_rest_need_the_key_and_can_be_encrypted_later(env: TestEnv, e
     keyed = env.with_(encryption_keys=first)
     assert (
         cli("secrets", "encrypt", env=keyed.values).out.strip()
-        == "re-encrypted the secrets of 1 webhooks with the first key"
+        == "re-encrypted the secrets of 1 webhook with the first key"
     )
     with engine.connect() as connection:
         (stored,) = connection.execute(text("SELECT secret FROM webhooks")).one()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from assethooks.cli.base import App, pass_app
+from assethooks.cli.base import App, Command, Group, pass_app
 from assethooks.cli.output import echo_fields, echo_json, echo_table
 from assethooks.durations import format_duration
 from assethooks.kafka import ensure_topics
@@ -12,7 +12,7 @@ from assethooks.store.db import describe
 from assethooks.store.migrate import current_revision, head_revision, upgrade
 
 
-@click.command("config")
+@click.command("config", cls=Command)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def config(app: App, as_json: bool) -> None:
@@ -24,7 +24,7 @@ def config(app: App, as_json: bool) -> None:
         echo_fields(shown)
 
 
-@click.group("topics")
+@click.group("topics", cls=Group)
 def topics() -> None:
     """Kafka topics of the service."""
 
@@ -55,7 +55,7 @@ def topics_ensure(app: App, as_json: bool) -> None:
     )
 
 
-@click.group("db")
+@click.group("db", cls=Group)
 def db() -> None:
     """The SQL store's schema."""
 

@@ -7,8 +7,8 @@ from typing import Any
 import click
 
 from assethooks.alerts import AssetState
-from assethooks.cli.base import App, pass_app
-from assethooks.cli.output import echo_fields, echo_json
+from assethooks.cli.base import App, Group, pass_app
+from assethooks.cli.output import counted, echo_fields, echo_json, say
 from assethooks.operator.replay import rewind_group
 from assethooks.store.assets import clear_states, get_state, sent_alerts
 
@@ -29,7 +29,7 @@ def _plain(state: AssetState) -> dict[str, Any]:
     }
 
 
-@click.group("assets")
+@click.group("assets", cls=Group)
 def assets() -> None:
     """The asset-state projection (what the alerts know of each asset)."""
 
@@ -50,7 +50,7 @@ def show(app: App, asset_id: str, as_json: bool) -> None:
         return
     echo_fields(state)
     for alert in alerts:
-        click.echo(f"alert {alert['key']}: {'sent ' + alert['sent_at'] if alert['sent_at'] else 'claimed'}")
+        say(f"alert {alert['key']}: {'sent ' + alert['sent_at'] if alert['sent_at'] else 'claimed'}")
 
 
 @assets.command("rebuild")
@@ -63,7 +63,8 @@ def rebuild(app: App, yes: bool) -> None:
     rewind_group(app.settings, None, app.settings.projector_group)
     removed = clear_states(app.migrated_engine)
     click.echo(
-        f"forgot {removed} asset states; the projector rebuilds them from the beginning when it starts"
+        f"forgot {counted(removed, 'asset state')}; "
+        "the projector rebuilds them from the beginning when it starts"
     )
 
 

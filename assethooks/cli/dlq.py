@@ -8,8 +8,18 @@ from typing import Any, TypeVar
 
 import click
 
-from assethooks.cli.base import App, pass_app
-from assethooks.cli.output import echo_fields, echo_json, echo_table, progress, short
+from assethooks.cli.base import ID, LIMIT, WEBHOOK_ID, App, Group, pass_app
+from assethooks.cli.output import (
+    counted,
+    echo_fields,
+    echo_json,
+    echo_table,
+    progress,
+    say,
+    say_text,
+    short,
+    shown_of,
+)
 from assethooks.clock import utc_now
 from assethooks.operator import dead_letters as drain
 from assethooks.store.dead_letters import DeadLetterEntry, DeadLetterStatus
@@ -20,7 +30,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def selection_options(function: F) -> F:
     """The filters that pick dead letters."""
     options = [
-        click.option("--webhook", "webhook_id", type=int, help="Only deliveries to this webhook."),
+        click.option("--webhook", "webhook_id", type=WEBHOOK_ID, help="Only deliveries to this webhook."),
         click.option("--event", help="Only this event."),
         click.option(
             "--kind", type=click.Choice(["invalid-event", "attempts-exhausted", "undeliverable", "unknown"])
@@ -48,35 +58,54 @@ def _row(entry: DeadLetterEntry) -> dict[str, Any]:
     }
 
 
-@click.group("dlq")
+@click.group("dlq", cls=Group)
 def dlq() -> None:
-    """The dead-letter topic: list, show, replay or purge entries."""
+    """The dead-letter topic: list, show, replay or purge entries.
+
+    An entry is pending until it is replayed or purged, or resolved: its delivery succeeded after it
+    died (a `logs retry`, a replay), so it is not sent again.
+    """
 
 
 @dlq.command("list")
 @selection_options
 @click.option(
-    "--status", "state", type=click.Choice(["pending", "replayed", "purged", "all"]), default="pending"
+    "--status",
+    "state",
+    type=click.Choice([*(status.value for status in DeadLetterStatus), "all"]),
+    default="pending",
+    show_default=True,
 )
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=LIMIT, default=100, show_default=True, help="At most this many entries.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def list_(app: App, /, state: str, limit: int, as_json: bool, **filters: Any) -> None:
-    """List dead letters (pending ones by default), oldest first."""
+    """List dead letters (pending ones by default), oldest first.
+
+    When --limit cuts the list, the last line says how many entries match in all (counted up to
+    100,000); with --json, "total" and "total_exact" say it.
+    """
     status = None if state == "all" else DeadLetterStatus(state)
-    entries = drain.select(app.settings, app.migrated_engine, (), filters, status=status, limit=limit)
+    found = drain.listing(app.settings, app.migrated_engine, filters, status=status, limit=limit)
     if as_json:
-        echo_json([drain.plain_entry(entry) for entry in entries])
+        echo_json(
+            {
+                "entries": [drain.plain_entry(entry) for entry in found.items],
+                "total": found.total,
+                "total_exact": found.exact,
+            }
+        )
         return
     echo_table(
-        [_row(entry) for entry in entries],
+        [_row(entry) for entry in found.items],
         ["id", "dead_at", "kind", "webhook", "event", "asset", "attempts", "status", "reason"],
     )
-    click.echo(f"{len(entries)} {state} entries")
+    noun = "entry" if status is None else f"{status} entry"
+    click.echo(shown_of(len(found.items), found.total, found.exact, noun, noun.replace("entry", "entries")))
 
 
 @dlq.command("show")
-@click.argument("entry_id", type=int)
+@click.argument("entry_id", type=ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def show(app: App, entry_id: int, as_json: bool) -> None:
@@ -107,7 +136,7 @@ def show(app: App, entry_id: int, as_json: bool) -> None:
         ]
         echo_table(rows, ["attempt", "at", "code", "ms", "error"])
     click.echo("payload:")
-    click.echo(_pretty(payload) if shown.in_topic else "(no longer in the topic: past its retention)")
+    say_text(_pretty(payload) if shown.in_topic else "(no longer in the topic: past its retention)")
 
 
 def _pretty(payload: str | None) -> str:
@@ -120,42 +149,71 @@ def _pretty(payload: str | None) -> str:
 
 
 @dlq.command("replay")
-@click.argument("entry_ids", type=int, nargs=-1)
+@click.argument("entry_ids", type=ID, nargs=-1)
 @selection_options
 @click.option("--all", "everything", is_flag=True, help="Every pending entry.")
 @click.option("--dry-run", is_flag=True, help="Only print what would be replayed.")
 @pass_app
 def replay(app: App, /, entry_ids: tuple[int, ...], everything: bool, dry_run: bool, **filters: Any) -> None:
-    """Send pending dead letters back through the pipeline with a fresh attempt budget."""
+    """Send pending dead letters back through the pipeline with a fresh attempt budget and the attempt
+    number after the highest one logged for their delivery.
+
+    Entries whose delivery succeeded after they died are resolved instead, not sent again. Unknown ids
+    exit 3; entries already replayed, purged or resolved are named and left alone.
+    """
     entries = drain.select(
         app.settings, app.migrated_engine, entry_ids, filters, everything=everything, required=True
     )
+    pending = [entry for entry in entries if entry.status == DeadLetterStatus.PENDING]
     if dry_run:
-        echo_table([_row(entry) for entry in entries], ["id", "kind", "webhook", "event", "asset", "reason"])
-        click.echo(f"would replay {len(entries)} entries (dry run: nothing sent)")
+        _say_already(entries)
+        echo_table([_row(entry) for entry in pending], ["id", "kind", "webhook", "event", "asset", "reason"])
+        click.echo(f"would replay {counted(len(pending), 'entry', 'entries')} (dry run: nothing sent)")
         return
-    with progress("replay", len(entries)) as advance:
+    with progress("replay", len(pending)) as advance:
         report = drain.replay(app.settings, app.migrated_engine, entries, utc_now(), advance)
     for entry_id in report.missing:
-        click.echo(f"entry {entry_id} is no longer in the topic (past its retention); left pending", err=True)
-    click.echo(f"replayed {len(report.done)} entries, {len(report.missing)} missing from the topic")
+        say(f"entry {entry_id} is no longer in the topic (past its retention); left pending", err=True)
+    _say_already(report.already)
+    if pending or not report.already:
+        replayed = counted(len(report.done), "entry", "entries")
+        click.echo(f"replayed {replayed}, {len(report.missing):,} missing from the topic")
+
+
+def _say_already(entries: list[DeadLetterEntry]) -> None:
+    """Name the chosen entries that were not pending any more, and since when."""
+    for entry in entries:
+        if entry.status == DeadLetterStatus.PENDING:
+            continue
+        when = entry.resolved_at.isoformat(timespec="seconds") if entry.resolved_at else "an unknown time"
+        how = (
+            "resolved (its delivery succeeded)" if entry.status == DeadLetterStatus.RESOLVED else entry.status
+        )
+        click.echo(f"entry {entry.id} was already {how} at {when}")
 
 
 @dlq.command("purge")
-@click.argument("entry_ids", type=int, nargs=-1)
+@click.argument("entry_ids", type=ID, nargs=-1)
 @selection_options
 @click.option("--all", "everything", is_flag=True, help="Every pending entry.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
 def purge(app: App, /, entry_ids: tuple[int, ...], everything: bool, yes: bool, **filters: Any) -> None:
-    """Mark pending dead letters resolved without sending them."""
+    """Mark pending dead letters purged without sending them.
+
+    Unknown ids exit 3; entries already replayed, purged or resolved are named and left alone.
+    """
     entries = drain.select(
         app.settings, app.migrated_engine, entry_ids, filters, everything=everything, required=True
     )
-    if entries and not yes:
-        click.confirm(f"Purge {len(entries)} dead letters without sending them?", abort=True)
+    pending = [entry for entry in entries if entry.status == DeadLetterStatus.PENDING]
+    if pending and not yes:
+        them = "it" if len(pending) == 1 else "them"
+        click.confirm(f"Purge {counted(len(pending), 'dead letter')} without sending {them}?", abort=True)
     report = drain.purge(app.migrated_engine, entries, utc_now())
-    click.echo(f"purged {len(report.done)} entries")
+    _say_already(report.already)
+    if pending or not report.already:
+        click.echo(f"purged {counted(len(report.done), 'entry', 'entries')}")
 
 
 COMMANDS = [dlq]

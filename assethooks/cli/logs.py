@@ -9,12 +9,28 @@ from typing import Any, TypeVar
 
 import click
 
-from assethooks.cli.base import App, pass_app
-from assethooks.cli.output import echo_fields, echo_json, echo_table, progress, short
+from assethooks.cli.base import ID, LIMIT, WEBHOOK_ID, App, Group, pass_app
+from assethooks.cli.output import (
+    counted,
+    echo_fields,
+    echo_json,
+    echo_table,
+    progress,
+    say,
+    say_text,
+    short,
+    shown_of,
+)
 from assethooks.clock import utc_now
 from assethooks.durations import format_duration, parse_duration
-from assethooks.operator.deliveries import LogFilters, attempts_to_retry, plain_attempt, resend_failed
-from assethooks.store.delivery_log import LoggedAttempt, get_attempt, purge_attempts, query_attempts
+from assethooks.operator.deliveries import (
+    LogFilters,
+    attempts_to_retry,
+    list_attempts,
+    plain_attempt,
+    resend_failed,
+)
+from assethooks.store.delivery_log import LoggedAttempt, get_attempt, purge_attempts
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,7 +38,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def filter_options(function: F) -> F:
     """The filters shared by ``logs`` and ``logs retry``."""
     options = [
-        click.option("--webhook", "webhook_id", type=int, help="Only this webhook."),
+        click.option("--webhook", "webhook_id", type=WEBHOOK_ID, help="Only this webhook."),
         click.option("--event", help="Only this event, e.g. asset.created."),
         click.option("--asset", help="Only this asset id."),
         click.option(
@@ -51,9 +67,11 @@ def _row(attempt: LoggedAttempt) -> dict[str, Any]:
     }
 
 
-@click.group("logs", invoke_without_command=True)
+@click.group("logs", cls=Group, invoke_without_command=True)
 @filter_options
-@click.option("--limit", default=50, show_default=True, help="At most this many attempts, newest first.")
+@click.option(
+    "--limit", type=LIMIT, default=50, show_default=True, help="At most this many attempts, newest first."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def logs(
@@ -67,24 +85,34 @@ def logs(
     limit: int,
     as_json: bool,
 ) -> None:
-    """List delivery attempts, newest first (subcommands: show, retry, purge)."""
+    """List delivery attempts, newest first (subcommands: show, retry, purge).
+
+    When --limit cuts the list, the last line says how many attempts match in all
+    (counted up to 100,000); with --json, "total" and "total_exact" say it.
+    """
     if ctx.invoked_subcommand is not None:
         return
     app = ctx.ensure_object(App)
     filters = LogFilters(webhook_id, event, asset, status, since, until)
-    found = query_attempts(app.migrated_engine, filters.query(limit))
+    found = list_attempts(app.migrated_engine, filters, limit)
     if as_json:
-        echo_json([plain_attempt(attempt) for attempt in found])
+        echo_json(
+            {
+                "attempts": [plain_attempt(attempt) for attempt in found.items],
+                "total": found.total,
+                "total_exact": found.exact,
+            }
+        )
         return
     echo_table(
-        [_row(attempt) for attempt in found],
+        [_row(attempt) for attempt in found.items],
         ["id", "time", "webhook", "event", "asset", "attempt", "code", "result", "ms", "error"],
     )
-    click.echo(f"{len(found)} attempts")
+    click.echo(shown_of(len(found.items), found.total, found.exact, "attempt"))
 
 
 @logs.command("show")
-@click.argument("log_id", type=int)
+@click.argument("log_id", type=ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def show(app: App, log_id: int, as_json: bool) -> None:
@@ -97,13 +125,13 @@ def show(app: App, log_id: int, as_json: bool) -> None:
     answer = fields.pop("response_body")
     echo_fields(fields)
     click.echo("response:")
-    click.echo(answer if answer else "(empty)")
+    say_text(answer if answer else "(empty)")
 
 
 @logs.command("retry")
-@click.argument("log_ids", type=int, nargs=-1)
+@click.argument("log_ids", type=ID, nargs=-1)
 @filter_options
-@click.option("--limit", type=int, default=None, help="At most this many deliveries.")
+@click.option("--limit", type=LIMIT, default=None, help="At most this many deliveries.")
 @pass_app
 def retry(
     app: App,
@@ -116,7 +144,8 @@ def retry(
     until: str | None,
     limit: int | None,
 ) -> None:
-    """Re-send failed deliveries through the pipeline: same delivery id, next attempt number.
+    """Re-send failed deliveries through the pipeline: same delivery id, the attempt number after the
+    highest one logged for it, a fresh retry budget.
 
     Give log entry ids, or filters (e.g. --webhook 3 --status failed --since 1d).
     """
@@ -126,8 +155,11 @@ def retry(
     with progress("retry", len(attempts)) as advance:
         report = resend_failed(app.settings, engine, attempts, utc_now(), advance)
     for log_id, reason in report.skipped:
-        click.echo(f"log entry {log_id} skipped: {reason}", err=True)
-    click.echo(f"queued {len(report.queued)} deliveries for another attempt, skipped {len(report.skipped)}")
+        say(f"log entry {log_id} skipped: {reason}", err=True)
+    click.echo(
+        f"queued {counted(len(report.queued), 'delivery', 'deliveries')} for another attempt, "
+        f"skipped {len(report.skipped):,}"
+    )
 
 
 @logs.command("purge")
@@ -139,7 +171,8 @@ def purge(app: App, older_than: str | None) -> None:
     cutoff = utc_now() - timedelta(seconds=age)
     removed = purge_attempts(app.migrated_engine, cutoff)
     click.echo(
-        f"purged {removed} entries older than {format_duration(age)} ({cutoff.isoformat(timespec='seconds')})"
+        f"purged {counted(removed, 'entry', 'entries')} older than {format_duration(age)} "
+        f"({cutoff.isoformat(timespec='seconds')})"
     )
 
 

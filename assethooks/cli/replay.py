@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import click
 
-from assethooks.cli.base import App, pass_app
-from assethooks.cli.output import echo_table, progress
+from assethooks.cli.base import WEBHOOK_ID, App, Command, pass_app
+from assethooks.cli.output import counted, echo_table, progress
 from assethooks.clock import utc_now
 from assethooks.durations import parse_moment
 from assethooks.errors import InvalidInputError
 from assethooks.operator.replay import ReplayRequest, plan_range, replay_range, rewind_group
 
 
-@click.command("replay")
+@click.command("replay", cls=Command)
 @click.option("--from", "start", help="Start of the range: ISO 8601 or a duration ago (2h, 7d).")
 @click.option("--to", "end", help="End of the range (exclusive; default: now).")
-@click.option("--webhook", "webhook_ids", type=int, multiple=True, help="Only to this webhook (repeatable).")
+@click.option(
+    "--webhook", "webhook_ids", type=WEBHOOK_ID, multiple=True, help="Only to this webhook (repeatable)."
+)
 @click.option("--event", "events", multiple=True, help="Only this event (repeatable).")
 @click.option("--asset", "assets", multiple=True, help="Only this asset id (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Count what would be re-delivered; send nothing.")
@@ -35,7 +37,8 @@ def replay(
 ) -> None:
     """Re-deliver the events of a time range to webhooks, without moving the live dispatcher group.
 
-    Deliveries keep the delivery ids of the originals, so receivers can drop what they already have.
+    Deliveries keep the delivery ids of the originals, so receivers can drop what they already have,
+    and take the attempt number after the highest one logged for them.
     """
     now = utc_now()
     settings = app.settings
@@ -43,8 +46,13 @@ def replay(
         if end is None or start is not None or webhook_ids or events or assets or dry_run:
             raise InvalidInputError("--rewind-group takes only --to TIME")
         offsets = rewind_group(settings, parse_moment(end, now))
+        echo_table(
+            [{"partition": partition, "offset": offset} for partition, offset in sorted(offsets.items())],
+            ["partition", "offset"],
+        )
         click.echo(
-            f"group {settings.dispatcher_group} now starts at offsets {offsets} of {settings.source_topic}"
+            f"group {settings.dispatcher_group} now starts at these offsets of {settings.source_topic} "
+            f"({counted(len(offsets), 'partition')})"
         )
         return
     if start is None:
@@ -66,8 +74,9 @@ def replay(
         echo_table(rows, ["webhook", "deliveries"])
     verb = "would queue" if dry_run else "queued"
     click.echo(
-        f"read {report.records} records ({report.invalid} invalid), {report.matched} events matched; "
-        f"{verb} {sum(report.deliveries.values())} deliveries"
+        f"read {counted(report.records, 'record')} ({report.invalid:,} invalid), "
+        f"{counted(report.matched, 'event')} matched; "
+        f"{verb} {counted(sum(report.deliveries.values()), 'delivery', 'deliveries')}"
     )
 
 

@@ -9,25 +9,28 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from datetime import UTC, datetime
 
 import click
 
-from assethooks.cli.base import App, pass_app
+from assethooks.cli.base import App, Command, pass_app
+from assethooks.cli.output import counted, say
 from assethooks.clock import utc_now
-from assethooks.durations import parse_duration
-from assethooks.errors import InvalidInputError
+from assethooks.durations import parse_duration, parse_time
+from assethooks.errors import ConfigError, InvalidInputError
 from assethooks.logging_setup import configure_logging
 from consumers.service import ROLES, serve
 from producers.alerts import produce_alerts
 
 
-@click.command("run")
+@click.command("run", cls=Command)
 @click.argument("role", type=click.Choice([*ROLES, "all", "alerts"]))
 @click.option("--log-level", default=None, help="Log level (default: ASSETHOOKS_LOG_LEVEL or INFO).")
 @click.option("--json-logs", is_flag=True, help="Write logs as JSON lines.")
 @click.option(
-    "--metrics-port", type=int, envvar="ASSETHOOKS_METRICS_PORT", help="Serve Prometheus /metrics here."
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    envvar="ASSETHOOKS_METRICS_PORT",
+    help="Serve Prometheus /metrics here.",
 )
 @click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address of the metrics endpoint."
@@ -75,28 +78,26 @@ def _alerts(app: App, once: bool, every: str | None, at: str | None) -> None:
     if at is not None and not once:
         raise InvalidInputError("--now goes with --once")
     pause = None if every is None else parse_duration(every)
+    if pause == 0:
+        raise InvalidInputError("--every must be longer than 0s")
+    try:
+        given = None if at is None else parse_time(at)
+    except ConfigError as exc:
+        raise ConfigError(f"--now: {exc}") from None
     while True:
-        now = utc_now() if at is None else _moment(at)
+        now = given or utc_now()
         report = produce_alerts(app.settings, app.migrated_engine, now)
         for key, reason in report.failed:
-            click.echo(f"alert {key} not sent: {reason}", err=True)
+            say(f"alert {key} not sent: {reason}", err=True)
         click.echo(
-            f"{report.due} alerts due at {now.isoformat(timespec='seconds')}: {len(report.sent)} sent, "
-            f"{report.already} already sent, {len(report.failed)} failed"
+            f"{counted(report.due, 'alert')} due at {now.isoformat(timespec='seconds')}: "
+            f"{len(report.sent)} sent, {report.already} already sent, {len(report.failed)} failed"
         )
         if pause is None:
             if report.failed:
                 click.get_current_context().exit(1)
             return
         time.sleep(pause)  # a cron loop: the next run is not due before
-
-
-def _moment(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInputError(f"--now: not an ISO 8601 time: {text!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 COMMANDS = [run]

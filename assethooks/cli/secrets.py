@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from assethooks.cli.base import App, pass_app
+from assethooks.cli.base import App, Group, pass_app
+from assethooks.cli.output import counted
 from assethooks.secrets import new_key
 
 
-@click.group("secrets")
+@click.group("secrets", cls=Group)
 def secrets() -> None:
     """Encryption at rest of webhook secrets and custom header values."""
 
@@ -26,7 +27,7 @@ def encrypt(app: App) -> None:
     if not app.box.encrypting:
         raise click.UsageError("set ASSETHOOKS_ENCRYPTION_KEYS first (see `assethooks secrets new-key`)")
     count = app.webhooks.reseal()
-    click.echo(f"re-encrypted the secrets of {count} webhooks with the first key")
+    click.echo(f"re-encrypted the secrets of {counted(count, 'webhook')} with the first key")
 
 
 COMMANDS = [secrets]

@@ -7,7 +7,7 @@ import ipaddress
 import click
 from aiohttp import web
 
-from assethooks.cli.base import App, pass_app
+from assethooks.cli.base import App, Command, pass_app
 from assethooks.errors import ConfigError
 from assethooks.logging_setup import configure_logging
 from assethooks.web.api import make_app
@@ -22,7 +22,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-@click.command("serve")
+@click.command("serve", cls=Command)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port.")
 @pass_app

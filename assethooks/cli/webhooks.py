@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 import click
 
-from assethooks.cli.base import App, pass_app
-from assethooks.cli.output import echo_fields, echo_json, echo_table, short
+from assethooks.cli.base import WEBHOOK_ID, App, Group, pass_app
+from assethooks.cli.output import echo_fields, echo_json, echo_table, printable, say, short
 from assethooks.clock import utc_now
 from assethooks.durations import format_duration, parse_duration
 from assethooks.errors import DeliveryFailedError, InvalidWebhookError
@@ -61,7 +61,7 @@ def _show(webhook: Webhook, as_json: bool) -> None:
 
 def _warn(saved: Saved) -> None:
     for warning in saved.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        say(f"Warning: {warning}", err=True)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -87,7 +87,7 @@ def _with(options: list[Callable[[F], F]]) -> Callable[[F], F]:
     return decorate
 
 
-@click.group("webhooks")
+@click.group("webhooks", cls=Group)
 def webhooks() -> None:
     """Manage webhook subscriptions."""
 
@@ -143,7 +143,7 @@ def create(
     if as_json:
         echo_json(webhook.masked())
     else:
-        click.echo(f"Created webhook {webhook.id} ({webhook.name}) -> {webhook.url}")
+        say(f"Created webhook {webhook.id} ({webhook.name}) -> {webhook.url}")
     if generate_secret:
         _show_generated(chosen)
 
@@ -155,8 +155,11 @@ def _secret(given: str | None, generate: bool, scheme: str) -> str | None:
     if generate:
         return generate_secret(scheme)
     if given == "-":
-        line: str = sys.stdin.readline()
-        return line.strip()
+        line = sys.stdin.buffer.readline()
+        try:
+            return line.decode().strip()
+        except UnicodeDecodeError:
+            raise InvalidWebhookError("the secret read from stdin is not UTF-8 text") from None
     return given
 
 
@@ -181,7 +184,7 @@ def list_(app: App, as_json: bool) -> None:
 
 
 @webhooks.command("show")
-@click.argument("webhook_id", type=int)
+@click.argument("webhook_id", type=WEBHOOK_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def show(app: App, webhook_id: int, as_json: bool) -> None:
@@ -190,7 +193,7 @@ def show(app: App, webhook_id: int, as_json: bool) -> None:
 
 
 @webhooks.command("update")
-@click.argument("webhook_id", type=int)
+@click.argument("webhook_id", type=WEBHOOK_ID)
 @click.option("--name", help="New name.")
 @click.option("--url", help="New endpoint URL.")
 @_with(event_options)
@@ -240,11 +243,11 @@ def update(
     if as_json:
         echo_json(webhook.masked())
     else:
-        click.echo(f"Updated webhook {webhook.id} ({webhook.name})")
+        say(f"Updated webhook {webhook.id} ({webhook.name})")
 
 
 @webhooks.command("rotate-secret")
-@click.argument("webhook_id", type=int)
+@click.argument("webhook_id", type=WEBHOOK_ID)
 @_with(secret_options)
 @click.option("--grace", default="24h", show_default=True, help="How long the old secret keeps signing too.")
 @pass_app
@@ -260,9 +263,9 @@ def rotate_secret(app: App, webhook_id: int, secret: str | None, generate_secret
     rotated = app.webhooks.rotate_secret(webhook_id, chosen, timedelta(seconds=seconds))
     until = rotated.previous_secret_until
     if until is None:
-        click.echo(f"Webhook {rotated.id} ({rotated.name}) now signs with the new secret only")
+        say(f"Webhook {rotated.id} ({rotated.name}) now signs with the new secret only")
     else:
-        click.echo(
+        say(
             f"Webhook {rotated.id} ({rotated.name}) signs with both secrets for {format_duration(seconds)}, "
             f"until {until.isoformat(timespec='seconds')}"
         )
@@ -271,25 +274,25 @@ def rotate_secret(app: App, webhook_id: int, secret: str | None, generate_secret
 
 
 @webhooks.command("delete")
-@click.argument("webhook_id", type=int)
+@click.argument("webhook_id", type=WEBHOOK_ID)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
 def delete(app: App, webhook_id: int, yes: bool) -> None:
     """Delete a webhook (its delivery log stays)."""
     webhook = app.webhooks.get(webhook_id)
     if not yes:
-        click.confirm(f"Delete webhook {webhook.id} ({webhook.name})?", abort=True)
+        click.confirm(printable(f"Delete webhook {webhook.id} ({webhook.name})?"), abort=True)
     app.webhooks.delete(webhook_id)
-    click.echo(f"Deleted webhook {webhook.id} ({webhook.name})")
+    say(f"Deleted webhook {webhook.id} ({webhook.name})")
 
 
 def _switch(app: App, webhook_id: int, active: bool) -> None:
     webhook = app.webhooks.update(webhook_id, active=active)
-    click.echo(f"Webhook {webhook.id} ({webhook.name}) is now {'active' if active else 'inactive'}")
+    say(f"Webhook {webhook.id} ({webhook.name}) is now {'active' if active else 'inactive'}")
 
 
 @webhooks.command("enable")
-@click.argument("webhook_id", type=int)
+@click.argument("webhook_id", type=WEBHOOK_ID)
 @pass_app
 def enable(app: App, webhook_id: int) -> None:
     """Switch a webhook on."""
@@ -297,7 +300,7 @@ def enable(app: App, webhook_id: int) -> None:
 
 
 @webhooks.command("disable")
-@click.argument("webhook_id", type=int)
+@click.argument("webhook_id", type=WEBHOOK_ID)
 @pass_app
 def disable(app: App, webhook_id: int) -> None:
     """Switch a webhook off; events are no longer sent to it."""
@@ -305,7 +308,7 @@ def disable(app: App, webhook_id: int) -> None:
 
 
 @webhooks.command("test")
-@click.argument("webhook_id", type=int)
+@click.argument("webhook_id", type=WEBHOOK_ID)
 @pass_app
 def test(app: App, webhook_id: int) -> None:
     """Send a test payload (event webhook.test), signed like real deliveries, and show the answer.
@@ -316,11 +319,9 @@ def test(app: App, webhook_id: int) -> None:
     sent = asyncio.run(send_test_delivery(app.settings, app.migrated_engine, webhook, utc_now()))
     result = sent.result
     status = "no answer" if result.status_code is None else f"HTTP {result.status_code}"
-    click.echo(
-        f"{status} from {webhook.url} in {result.duration_ms:.0f} ms (delivery {sent.entry.delivery_id})"
-    )
+    say(f"{status} from {webhook.url} in {result.duration_ms:.0f} ms (delivery {sent.entry.delivery_id})")
     if result.response_body:
-        click.echo(short(result.response_body, 200))
+        say(short(result.response_body, 200) or "")
     if result.failure is not None:
         raise DeliveryFailedError(f"test delivery to webhook {webhook.id} failed: {result.failure}")
 

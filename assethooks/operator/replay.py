@@ -190,8 +190,10 @@ def rewind_group(settings: Settings, to: datetime | None, group: str | None = No
     except KafkaException as exc:
         raise KafkaUnavailableError(f"cannot describe group {group}: {exc}") from None
     if described.members:
+        running = len(described.members)
         raise InvalidInputError(
-            f"the group {group} has {len(described.members)} running members: stop them first"
+            f"the group {group} has {running} running member{'' if running == 1 else 's'}: stop "
+            f"{'it' if running == 1 else 'them'} first"
         )
     topic = settings.source_topic
     partitions = partitions_of(settings, topic)
