@@ -90,12 +90,13 @@ def parse_time(text: str, default_zone: tzinfo = UTC) -> datetime:
 def parse_moment(text: str, now: datetime) -> datetime:
     """Read a point in time: an ISO 8601 time (UTC when it has no offset) or a duration ago (``2h``).
 
-    ``now`` is the reference for relative values; it must be timezone-aware. Raises ``ConfigError`` for
-    anything else, and for times out of range (a duration ago is at most ``MAX_DURATION``).
+    ``now`` is the reference for relative values; it must be timezone-aware. The result is in UTC. Raises
+    ``ConfigError`` for anything else, and for times out of range (a duration ago is at most
+    ``MAX_DURATION``).
     """
     if _DURATION.match(text):
         try:
-            return now - timedelta(seconds=parse_duration(text))
+            return (now - timedelta(seconds=parse_duration(text))).astimezone(UTC)
         except ConfigError:
             raise ConfigError(
                 f"not a time: {_quoted(text)} is too long ago (at most {format_duration(MAX_DURATION)})"
@@ -103,4 +104,4 @@ def parse_moment(text: str, now: datetime) -> datetime:
     moment = _read_iso(text, now.tzinfo or UTC)
     if moment is None:
         raise ConfigError(f"not a time: {_quoted(text)} (use an ISO 8601 time or a duration ago like 2h)")
-    return moment
+    return moment.astimezone(UTC)

@@ -18,6 +18,7 @@ from schemas.events import EventName
 
 MASK: Final = "****"
 MAX_NAME = 200
+MAX_WEBHOOK_ID = 2**31 - 1  # webhook ids, and the webhook_id columns, are INTEGER
 MAX_URL = 2048
 MAX_SECRET_BYTES = 512  # what the store's column holds once encrypted
 MAX_HEADERS = 50

@@ -314,6 +314,16 @@ def test_bad_requests_get_one_line_json_errors_never_a_500(admin: AdminServer) -
         "POST", "/api/webhooks", {"name": "x", "url": "https://e.example", "events": True}
     ).body == {"error": "events must be a list of event names"}
     assert admin.call("GET", "/api/logs?since=nonsense").status == 400
+    assert admin.call("GET", f"/api/webhooks/{2**31}").status == 404  # beyond the INTEGER id column
+    for name in ("X-Trail\n", "Host\n", "Transfer-Encoding\n", "Expect"):
+        refused = admin.call(
+            "POST",
+            "/api/webhooks",
+            {"name": "x", "url": "https://e.example", "events": "all", "headers": {name: "v"}},
+        )
+        assert refused.status == 400, refused
+        assert "header" in refused.body["error"]
+    assert admin.call("GET", "/api/webhooks").body == {"webhooks": []}
 
 
 def test_the_api_takes_only_documented_fields(admin: AdminServer, receiver: Receiver) -> None:
@@ -724,8 +734,27 @@ def test_the_page_creates_tests_logs_and_retries(
             lambda: any("asset.created" in row and " 200 ok " in row for row in page.rows("#logs")),
         )
 
-        # the dead letter: listed, then purged from the page
+        # the retried delivery's success resolved its dead letter; a new one is listed, then purged
+        receiver.plan("/hook", then=500)
+        publish(
+            server.env,
+            {
+                "event": "asset.created",
+                "timestamp": "2026-11-28T11:00:00+00:00",
+                "source": "tests",
+                "asset_id": 8,
+                "asset": {"id": 8},
+                "data": {},
+            },
+        )
+        read_topic(server.env["kafka_bootstrap"], server.env["dlq_topic"], count=2, timeout=60)
+        receiver.plan("/hook", then=200)
         page.click("Dead letters")
+        page.reload_until(
+            "only the new dead letter pending", ("Dead letters", "body"), lambda: len(page.rows("#dlq")) == 1
+        )
+        resolved = server.call("GET", "/api/dlq?status=resolved").body["entries"]
+        assert [entry["asset_id"] for entry in resolved] == ["7"]
         page.shows("#dlq tbody", lambda table: "attempts-exhausted" in table, "the dead letter")
         page.click("Purge", "#dlq")
         confirmation = page.until("the confirmation", lambda: expected_conditions.alert_is_present()(browser))

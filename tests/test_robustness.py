@@ -137,6 +137,9 @@ def test_a_stored_webhook_no_longer_valid_gets_one_line_from_every_command(
     listed = cli("webhooks", "list", "--json", env=env.values)
     assert listed.code == 0
     assert json.loads(listed.out) == []
+    deleted = cli("webhooks", "delete", old, env=env.values, stdin="y\n")
+    assert deleted.code == 0, deleted
+    assert f"Deleted webhook {old} (old)" in deleted.out
 
 
 # -- destinations ---------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from assethooks.settings import Settings, load_settings
 from assethooks.store.db import make_engine
 from assethooks.store.migrate import require_current
 from assethooks.store.webhooks import WebhookStore
+from schemas.webhooks import MAX_WEBHOOK_ID
 
 _EXIT_CODES: tuple[tuple[type[AssetHooksError], int], ...] = (
     (ConfigError, 2),
@@ -84,7 +85,6 @@ def exit_code_for(error: AssetHooksError) -> int:
 pass_app = click.make_pass_decorator(App, ensure=True)
 
 MAX_ID = 2**63 - 1  # BIGINT: log entry and dead-letter ids, and limits
-MAX_WEBHOOK_ID = 2**31 - 1  # webhook ids, and the webhook_id columns, are INTEGER
 
 
 class WholeNumber(click.types.IntParamType):

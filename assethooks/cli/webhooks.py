@@ -279,11 +279,11 @@ def rotate_secret(app: App, webhook_id: int, secret: str | None, generate_secret
 @pass_app
 def delete(app: App, webhook_id: int, yes: bool) -> None:
     """Delete a webhook (its delivery log stays)."""
-    webhook = app.webhooks.get(webhook_id)
-    if not yes:
-        click.confirm(printable(f"Delete webhook {webhook.id} ({webhook.name})?"), abort=True)
-    app.webhooks.delete(webhook_id)
-    say(f"Deleted webhook {webhook.id} ({webhook.name})")
+    if not yes:  # by name only: a webhook stored with a value no longer accepted can be deleted too
+        name = app.webhooks.name(webhook_id)
+        click.confirm(printable(f"Delete webhook {webhook_id} ({name})?"), abort=True)
+    gone = app.webhooks.delete(webhook_id)
+    say(f"Deleted webhook {gone.id} ({gone.name})")
 
 
 def _switch(app: App, webhook_id: int, active: bool) -> None:

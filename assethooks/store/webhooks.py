@@ -58,6 +58,15 @@ class WebhookStore:
 
         return guarded(self._engine, run)
 
+    def name(self, webhook_id: int) -> str:
+        """The name of the webhook with ``webhook_id`` (nothing else read); ``NotFoundError`` when none."""
+
+        def run() -> str:
+            with self._sessions() as session:
+                return self._row(session, webhook_id).name
+
+        return guarded(self._engine, run)
+
     def ids(self) -> set[int]:
         """The ids of every webhook (nothing decrypted)."""
 

@@ -49,7 +49,7 @@ from assethooks.store.webhooks import WebhookStore
 from assethooks.web.openapi import openapi_document
 from assethooks.web.throttle import LoginThrottle, client_key
 from schemas.events import EVENT_GROUPS
-from schemas.webhooks import WebhookSpec
+from schemas.webhooks import MAX_WEBHOOK_ID, WebhookSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -200,11 +200,15 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 # -- reading requests ----------------------------------------------------------------------------------
 
 
-def _id(request: web.Request, name: str = "id") -> int:
+def _id(request: web.Request, name: str = "id", *, high: int = MAX_ID) -> int:
     raw = request.match_info[name]  # the route admits digits only
-    if len(raw) > len(str(MAX_ID)) or int(raw) > MAX_ID:
+    if len(raw) > len(str(high)) or int(raw) > high:
         raise NotFoundError(f"no such id: {raw[:20]}")
     return int(raw)
+
+
+def _webhook_id(request: web.Request) -> int:
+    return _id(request, high=MAX_WEBHOOK_ID)
 
 
 def _int(value: str | None, name: str, *, low: int = 0, high: int = MAX_ID) -> int | None:
@@ -252,7 +256,7 @@ def _strings(body: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
         if name == "webhook_id":
             if isinstance(value, bool) or not isinstance(value, int | str):
                 raise InvalidInputError(f"{name} must be a whole number")
-            chosen[name] = _int(str(value), name)
+            chosen[name] = _int(str(value), name, high=MAX_WEBHOOK_ID)
         elif isinstance(value, str) and value.isprintable():
             chosen[name] = value
         else:
@@ -310,13 +314,13 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def show(request: web.Request) -> web.Response:
-    webhook = await _run(request.app[ADMIN].webhooks.get, _id(request))
+    webhook = await _run(request.app[ADMIN].webhooks.get, _webhook_id(request))
     return web.json_response({"webhook": webhook.masked()})
 
 
 async def update(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
-    webhook_id = _id(request)
+    webhook_id = _webhook_id(request)
     current = await _run(admin.webhooks.get, webhook_id)
     body = await _body(request, WEBHOOK_BODY)
     fields, generated = _webhook_fields(body, creating=False, scheme=current.signature)
@@ -325,24 +329,24 @@ async def update(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
-    webhook = await _run(request.app[ADMIN].webhooks.delete, _id(request))
+    webhook = await _run(request.app[ADMIN].webhooks.delete, _webhook_id(request))
     return web.json_response({"deleted": webhook.masked()})
 
 
 async def enable(request: web.Request) -> web.Response:
-    webhook = await _run(request.app[ADMIN].webhooks.update, _id(request), active=True)
+    webhook = await _run(request.app[ADMIN].webhooks.update, _webhook_id(request), active=True)
     return web.json_response({"webhook": webhook.masked()})
 
 
 async def disable(request: web.Request) -> web.Response:
-    webhook = await _run(request.app[ADMIN].webhooks.update, _id(request), active=False)
+    webhook = await _run(request.app[ADMIN].webhooks.update, _webhook_id(request), active=False)
     return web.json_response({"webhook": webhook.masked()})
 
 
 async def test(request: web.Request) -> web.Response:
     """Seed §7: send the test payload; the answer is data (200) whatever the endpoint said."""
     admin = request.app[ADMIN]
-    webhook = await _run(admin.webhooks.get, _id(request))
+    webhook = await _run(admin.webhooks.get, _webhook_id(request))
     sent = await send_test_delivery(admin.settings, admin.engine, webhook, utc_now())
     result = sent.result
     return web.json_response(
@@ -409,8 +413,9 @@ async def dlq(request: web.Request) -> web.Response:
     query = dict(request.query)
     limit = _int(query.pop("limit", None), "limit", low=1, high=MAX_LIMIT) or 100
     state = query.pop("status", "pending")
-    if state not in ("pending", "replayed", "purged", "all"):
-        raise InvalidInputError("status must be pending, replayed, purged or all")
+    states = [status.value for status in DeadLetterStatus]
+    if state not in (*states, "all"):
+        raise InvalidInputError(f"status must be {', '.join(states)} or all")
     status = None if state == "all" else DeadLetterStatus(state)
     filters = _strings(query, DLQ_FILTERS)
     entries = await _run(drain.select, admin.settings, admin.engine, [], filters, status=status, limit=limit)

@@ -196,7 +196,7 @@ def openapi_document() -> dict[str, Any]:
                         *_DLQ_FILTERS,
                         _query(
                             "status",
-                            {"type": "string", "enum": ["pending", "replayed", "purged", "all"]},
+                            {"type": "string", "enum": ["pending", "replayed", "purged", "resolved", "all"]},
                             "default pending",
                         ),
                         _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most"),
