@@ -12,8 +12,6 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from assethooks.errors import BlockedDestinationError
@@ -85,33 +83,8 @@ def ip_literal(host: str) -> str | None:
     return bare
 
 
-class GuardedResolver(AbstractResolver):
-    """A resolver that refuses names resolving to any address outside the allowed ones.
-
-    The connector connects to the addresses returned here, so what was checked is what is used:
-    there is no second lookup a hostile DNS server could answer differently.
-    """
-
-    def __init__(self, allowed: Iterable[IPNetwork], inner: AbstractResolver | None = None) -> None:
-        self._allowed = tuple(allowed)
-        self._inner = inner or DefaultResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        """Resolve ``host`` and check every address; any refused address refuses the host."""
-        results = await self._inner.resolve(host, port, family)
-        for result in results:
-            check_address(host, result["host"], self._allowed)
-        return results
-
-    async def close(self) -> None:
-        """Release the inner resolver."""
-        await self._inner.close()
-
-
 def check_host(host: str, allowed: Iterable[IPNetwork]) -> None:
-    """Check an IP-literal host (names are checked by ``GuardedResolver`` when connecting)."""
+    """Check an IP-literal host (names are checked by ``assethooks.http`` when it connects)."""
     literal = ip_literal(host)
     if literal is not None:
         check_address(host, literal, allowed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from functools import lru_cache
 
 SIGNATURE_HEADER = "X-Asset-Webhook-Signature"
 NEXT_SIGNATURE_HEADER = "X-Asset-Webhook-Signature-Next"  # the new secret's, during a rotation
@@ -18,7 +19,29 @@ TIMESTAMP_HEADER = "X-Asset-Webhook-Timestamp"
 
 def sign(secret: str, body: bytes) -> str:
     """The hex HMAC-SHA256 of the exact ``body`` bytes with ``secret``."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    inner, outer = _pads(secret)
+    inner = inner.copy()
+    inner.update(body)
+    outer = outer.copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
+
+
+@lru_cache(maxsize=1024)
+def _pads(secret: str) -> tuple[hashlib._Hash, hashlib._Hash]:
+    """HMAC-SHA256 (RFC 2104) with its key schedule done once per secret: SHA-256 states after the inner
+    and the outer padded key. Signing then hashes only the body (a third less work per delivery than
+    ``hmac.digest``, which sets the key up every time)."""
+    key = secret.encode()
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
+    outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
+    return inner, outer
+
+
+_BLOCK = 64  # SHA-256's block size
 
 
 def signature_matches(secret: str, body: bytes, signature: str) -> bool:
@@ -30,7 +53,7 @@ def standard_signature(secret: str, message_id: str, timestamp: int, body: bytes
     """The Standard Webhooks ``v1,<base64>`` signature of ``body`` for ``message_id`` at ``timestamp``."""
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{message_id}.{timestamp}.".encode() + body
-    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode()
 
 
 def verify_delivery(

@@ -7,11 +7,12 @@ import hmac
 import ipaddress
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from assethooks.delivery import USER_AGENT, build_request
+from assethooks.delivery import USER_AGENT, DeliveryRequest, build_request
 from assethooks.durations import format_duration, parse_duration, parse_moment, parse_time
 from assethooks.errors import BlockedDestinationError, ConfigError, InvalidEventError, InvalidWebhookError
 from assethooks.guard import address_allowed, check_host, parse_networks
@@ -152,7 +153,13 @@ def test_the_signature_is_the_seed_formula_over_the_exact_body() -> None:
     assert not signature_matches("topsecret", body + b" ", expected)
 
 
-def test_a_request_carries_the_seed_headers_then_the_custom_ones() -> None:
+def headers_of(request: DeliveryRequest) -> dict[str, str]:
+    lines = request.head.decode("ascii").split("\r\n")
+    assert lines[-1] == ""  # every line ends with CRLF
+    return dict(line.split(": ", 1) for line in lines[:-1])
+
+
+def test_a_request_carries_the_seed_headers_and_the_custom_ones() -> None:
     hook = webhook(secret="topsecret", headers={"X-Api-Key": "k1"})
     body = event_json()
     request = build_request(
@@ -164,7 +171,7 @@ def test_a_request_carries_the_seed_headers_then_the_custom_ones() -> None:
         now=datetime.fromtimestamp(1_700_000_000.9, UTC),
     )
     assert request.body is body
-    assert request.headers == {
+    assert headers_of(request) == {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "X-Asset-Webhook-Event": "asset.created",
@@ -175,14 +182,14 @@ def test_a_request_carries_the_seed_headers_then_the_custom_ones() -> None:
         "X-Api-Key": "k1",
     }
     unsigned = build_request(webhook(), body, event="asset.created", delivery_id="d-1", attempt=1, now=NOW)
-    assert "X-Asset-Webhook-Signature" not in unsigned.headers
+    assert "X-Asset-Webhook-Signature" not in headers_of(unsigned)
 
 
 def test_delivery_ids_are_stable_per_event_and_webhook() -> None:
     source = SourceRef(topic="asset-events", partition=2, offset=41)
-    assert delivery_id_for(source, 7) == delivery_id_for(source.model_copy(), 7)
+    assert delivery_id_for(source, 7) == delivery_id_for(replace(source), 7)
     assert delivery_id_for(source, 7) != delivery_id_for(source, 8)
-    assert delivery_id_for(source, 7) != delivery_id_for(source.model_copy(update={"offset": 42}), 7)
+    assert delivery_id_for(source, 7) != delivery_id_for(replace(source, offset=42), 7)
     assert delivery_id_for(source, 7) == str(uuid.uuid5(DELIVERY_NAMESPACE, "asset-events/2/41/7"))
 
 
