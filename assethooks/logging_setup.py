@@ -7,7 +7,9 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import TextIO
 
 from assethooks.kafka import LIBRDKAFKA_LOGGER
@@ -37,12 +39,43 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     warnings and errors. The long-running processes log one line per delivery attempt; a write and flush
     per line would cost the event loop a system call (and the GIL) each time."""
 
-    def __init__(self, stream: TextIO, *, interval: float = 0.25) -> None:
+    def __init__(self, stream: TextIO, *, interval: float = 0.25, json_lines: bool = False) -> None:
         super().__init__(stream)
         self._lines: list[str] = []
         self._interval = interval
+        self._json_lines = json_lines
+        self._second = -1
+        self._second_text = ""
         self._flusher = threading.Thread(target=self._flush_regularly, name="log-flush", daemon=True)
         self._flusher.start()
+
+    def info_line(self, name: str, message: str, fields: Mapping[str, object]) -> None:
+        """Queue the INFO line of logger ``name`` as this handler's formatter would write it, without a
+        ``LogRecord``, a caller lookup or a time formatted per line: for the line of every delivery attempt.
+        ``fields`` are the JSON line's extra keys."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = (
+                datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds").removesuffix("+00:00")
+                if self._json_lines
+                else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            )
+        millis = int((now - second) * 1000)
+        if self._json_lines:
+            line = {
+                "time": f"{self._second_text}.{millis:03d}+00:00",
+                "level": "info",
+                "logger": name,
+                "message": message,
+                **fields,
+            }
+            text = json.dumps(line, default=str) + self.terminator
+        else:
+            text = f"{self._second_text},{millis:03d} INFO {name}: {message}{self.terminator}"
+        with self.lock:  # type: ignore[union-attr]
+            self._lines.append(text)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Format ``record`` now; write it with the next batch (at once from WARNING up)."""
@@ -75,7 +108,11 @@ def configure_logging(
 ) -> None:
     """Send logs to stderr at ``level``; ``kafka_level`` sets librdkafka's own logger apart; ``batched``
     writes lines in batches (for the long-running processes)."""
-    handler = BatchingStreamHandler(sys.stderr) if batched else logging.StreamHandler(sys.stderr)
+    handler = (
+        BatchingStreamHandler(sys.stderr, json_lines=json_lines)
+        if batched
+        else logging.StreamHandler(sys.stderr)
+    )
     handler.setFormatter(
         JsonFormatter()
         if json_lines
@@ -86,3 +123,22 @@ def configure_logging(
     root.setLevel(level.upper())
     LIBRDKAFKA_LOGGER.setLevel(kafka_level if kafka_level is not None else logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+InfoLine = Callable[[str, Mapping[str, object]], None]
+
+
+def info_lines(logger: logging.Logger) -> InfoLine | None:
+    """How to write ``logger``'s INFO lines on a hot path: straight to the batching handler when it is the
+    one handler (as ``configure_logging(batched=True)`` sets up), else through ``logger.info``; ``None``
+    when INFO is off for ``logger``."""
+    if not logger.isEnabledFor(logging.INFO):
+        return None
+    handlers = logging.getLogger().handlers
+    if not logger.handlers and len(handlers) == 1 and isinstance(handlers[0], BatchingStreamHandler):
+        return partial(handlers[0].info_line, logger.name)
+
+    def through_logging(message: str, fields: Mapping[str, object]) -> None:
+        logger.info("%s", message, extra=fields)
+
+    return through_logging

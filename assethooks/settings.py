@@ -177,19 +177,25 @@ class Settings(BaseSettings):
     @cached_property
     def retry_topics(self) -> tuple[str, ...]:
         """The retry-tier topics, one per distinct delay, shortest delay first."""
-        return tuple(self.retry_topic_for(delay) for delay in sorted(set(self.retry_schedule)))
+        return tuple(self._tier_topics.values())
+
+    @cached_property
+    def _tiers(self) -> tuple[float, ...]:
+        return tuple(sorted(set(self.retry_schedule)))
 
     def tier_for(self, delay: float) -> float:
         """The shortest tier whose waits (within the jitter) reach ``delay``, else the longest tier."""
         reach = 1 + self.retry_jitter
-        return next(
-            (tier for tier in sorted(set(self.retry_schedule)) if tier * reach >= delay),
-            max(self.retry_schedule),
-        )
+        return next((tier for tier in self._tiers if tier * reach >= delay), self._tiers[-1])
 
     def retry_topic_for(self, delay: float) -> str:
         """The topic of the retry tier that holds tasks for ``delay`` seconds."""
-        return f"{self.retry_topic_prefix}.{format_duration(delay)}"
+        found = self._tier_topics.get(delay)
+        return found if found is not None else f"{self.retry_topic_prefix}.{format_duration(delay)}"
+
+    @cached_property
+    def _tier_topics(self) -> dict[float, str]:
+        return {tier: f"{self.retry_topic_prefix}.{format_duration(tier)}" for tier in self._tiers}
 
     def describe(self) -> dict[str, str]:
         """Every setting as text, for display: secrets masked, durations in their short form."""

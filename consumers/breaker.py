@@ -50,11 +50,14 @@ class Breakers:
         """Count an attempt's outcome; ``trips`` says whether its failure counts against the endpoint."""
         if self._threshold <= 0:
             return None
-        circuit = self._circuits.setdefault(webhook_id, _Circuit())
+        circuit = self._circuits.get(webhook_id)
+        if circuit is None:
+            if ok or not trips:  # the common case: a healthy endpoint, nothing to remember
+                return None
+            circuit = self._circuits[webhook_id] = _Circuit()
         if ok or (not trips and circuit.probing):  # an answer to the probe: the endpoint is up again
-            was_open = circuit.open_until is not None
-            self._circuits[webhook_id] = _Circuit()
-            return Transition.CLOSED if was_open else None
+            del self._circuits[webhook_id]
+            return Transition.CLOSED if circuit.open_until is not None else None
         if not trips:
             return None
         return self._failed(circuit, now)

@@ -7,12 +7,10 @@ concurrently.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-
 from confluent_kafka import Message
 
+from assethooks.completion import Countdown, Done, follow
 from assethooks.errors import InvalidEventError
-from consumers.lanes import all_done
 from consumers.pipeline import Delivery, DeliveryPipeline
 from consumers.runtime import coordinates
 from consumers.subscriptions import SubscriptionCache
@@ -24,9 +22,7 @@ def source_of(record: Message) -> SourceRef:
     """Where ``record`` was read."""
     kind, timestamp = record.timestamp()
     topic, partition, offset = coordinates(record)
-    return SourceRef(
-        topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp if kind else None
-    )
+    return SourceRef(topic, partition, offset, timestamp if kind else None)
 
 
 def record_key(record: Message) -> str | None:
@@ -44,31 +40,26 @@ class Dispatcher:
         self._pipeline = pipeline
         self._subscriptions = subscriptions
 
-    def schedule(self, record: Message) -> Awaitable[None]:
-        """The work for one source record."""
+    def schedule(self, record: Message, done: Done) -> None:
+        """Start the work for one source record: its deliveries, or its dead letter."""
         source = source_of(record)
         body = record.value()
         try:
             event = parse_event(body)
         except InvalidEventError as exc:
-            return self._pipeline.dead_letter(
+            dead = self._pipeline.dead_letter(
                 DeadLetterKind.INVALID_EVENT, str(exc), source=source, body=body, key=record_key(record)
             )
+            follow(dead, done)
+            return
         assert body is not None
+        name = event.event.value
+        webhooks = self._subscriptions.matching(name)
+        if not webhooks:
+            done(None)
+            return
         key = record_key(record) or event.asset_key
-        deliveries = [
-            Delivery(
-                webhook=webhook,
-                body=body,
-                event=event.event.value,
-                asset_key=key,
-                delivery_id=delivery_id_for(source, webhook.id),
-                attempt=1,
-                source=source,
-            )
-            for webhook in self._subscriptions.matching(event.event.value)
-        ]
-        outcomes = [self._pipeline.submit(delivery) for delivery in deliveries]
-        if len(outcomes) == 1:
-            return outcomes[0]
-        return all_done(*outcomes)  # also when there are none: then it is finished at once
+        finished = done if len(webhooks) == 1 else Countdown(len(webhooks), done)
+        for webhook in webhooks:
+            delivery_id = delivery_id_for(source, webhook.id)
+            self._pipeline.submit(Delivery(webhook, body, name, key, delivery_id, 1, source, finished))

@@ -11,6 +11,9 @@ process is busy does not count). Its queued deliveries, and new ones while it st
 ``spill`` instead (the pipeline moves them to a retry tier without using an attempt), so records keep
 completing and one bad endpoint cannot hold the in-flight window that every other webhook shares. The lane
 takes deliveries again after an attempt that was quick, or once it is idle.
+
+There is no future per delivery: ``attempt`` and ``spill`` report each delivery's outcome themselves; an
+exception from ``attempt`` (a bug) goes to ``failed``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -27,7 +30,9 @@ log = logging.getLogger(__name__)
 
 
 class Routed(Protocol):
-    """What a lane needs to know of a delivery."""
+    """What a lane needs of a delivery."""
+
+    queued_at: float  # set by the lanes
 
     @property
     def lane(self) -> int:
@@ -44,15 +49,8 @@ D = TypeVar("D", bound=Routed)
 
 
 @dataclass(eq=False)
-class _Item(Generic[D]):
-    delivery: D
-    done: asyncio.Future[None]
-    queued_at: float
-
-
-@dataclass(eq=False)
 class _Lane(Generic[D]):
-    queues: list[deque[_Item[D]]]
+    queues: list[deque[D]]
     running: list[bool]
     started: list[float | None]  # when each worker's current attempt began
     busy: int = 0  # attempts in progress
@@ -62,12 +60,8 @@ class _Lane(Generic[D]):
 
 
 class Lanes(Generic[D]):
-    """Runs ``attempt`` for each submitted delivery, within its webhook's lane.
-
-    ``attempt(delivery)`` makes the attempt and returns a future that completes once its outcome is
-    durable; ``spill(delivery)`` hands a delivery on without attempting it. ``submit`` returns a future for
-    either.
-    """
+    """Runs ``attempt`` for each submitted delivery, within its webhook's lane; ``spill`` hands a delivery
+    on without attempting it."""
 
     def __init__(
         self,
@@ -75,15 +69,19 @@ class Lanes(Generic[D]):
         workers: int,
         max_running: int,
         spill_after: float,
-        attempt: Callable[[D], Coroutine[Any, Any, asyncio.Future[None]]],
-        spill: Callable[[D], Coroutine[Any, Any, None]],
+        attempt: Callable[[D], Coroutine[Any, Any, None]],
+        spill: Callable[[D], None],
+        failed: Callable[[D, BaseException], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._workers = workers
-        self._running = asyncio.Semaphore(max_running)
+        self._max_running = max_running
+        self._running = 0  # attempts running now, all lanes together
+        self._turns: deque[asyncio.Future[None]] = deque()  # workers waiting for one to end
         self._spill_after = spill_after
         self._attempt = attempt
         self._spill = spill
+        self._failed = failed
         self._clock = clock
         self._lanes: dict[int, _Lane[D]] = {}
         self._monitor: asyncio.Task[None] | None = None
@@ -98,27 +96,25 @@ class Lanes(Generic[D]):
             self._monitor.cancel()
             await asyncio.gather(self._monitor, return_exceptions=True)
 
-    def submit(self, delivery: D) -> asyncio.Future[None]:
+    def submit(self, delivery: D) -> None:
         """Queue ``delivery`` in its lane (or spill it, when the lane is congested)."""
-        loop = asyncio.get_running_loop()
-        item = _Item(delivery, loop.create_future(), self._clock())
         lane = self._lanes.get(delivery.lane)
         if lane is None:
             lane = self._lanes[delivery.lane] = _Lane(
                 [deque() for _ in range(self._workers)], [False] * self._workers, [None] * self._workers
             )
         if lane.congested:
-            self._spill_item(item)
-            return item.done
+            self._spill(delivery)
+            return
+        delivery.queued_at = self._clock()
         index = hash(delivery.affinity) % self._workers
-        lane.queues[index].append(item)
+        lane.queues[index].append(delivery)
         lane.queued += 1
         if not lane.running[index]:
             lane.running[index] = True
-            task = loop.create_task(self._work(lane, index))
+            task = asyncio.get_running_loop().create_task(self._work(lane, index))
             lane.tasks.add(task)
             task.add_done_callback(lane.tasks.discard)
-        return item.done
 
     def congested(self, lane: int) -> bool:
         """True while the lane spills."""
@@ -129,31 +125,44 @@ class Lanes(Generic[D]):
         queue = lane.queues[index]
         try:
             while queue:
-                item = queue.popleft()
+                delivery = queue.popleft()
                 lane.queued -= 1
                 lane.busy += 1
+                if self._running >= self._max_running:
+                    await self._turn()
+                self._running += 1
                 try:
-                    async with self._running:
-                        if lane.congested:  # it became congested while this one waited its turn
-                            self._spill_item(item)
-                            continue
-                        began = lane.started[index] = self._clock()
-                        settled = await self._attempt(item.delivery)
+                    if lane.congested:  # it became congested while this one waited its turn
+                        self._spill(delivery)
+                        continue
+                    began = lane.started[index] = self._clock()
+                    await self._attempt(delivery)
                 except Exception as exc:  # a bug: the record must not complete
-                    _settle(item.done, exc)
+                    self._failed(delivery, exc)
                     continue
                 finally:
+                    self._running -= 1
+                    self._next_turn()
                     lane.busy -= 1
                     lane.started[index] = None
-                _follow(settled, item.done)
                 if lane.congested and (self._clock() - began < self._spill_after or not lane.busy):
                     lane.congested = False
         finally:
             lane.running[index] = False
 
-    def _spill_item(self, item: _Item[D]) -> None:
-        task = asyncio.get_running_loop().create_task(self._spill(item.delivery))
-        _follow(task, item.done)
+    async def _turn(self) -> None:
+        """Wait until an attempt ends (first come, first served): at most ``max_running`` run at once."""
+        while self._running >= self._max_running:
+            turn = asyncio.get_running_loop().create_future()
+            self._turns.append(turn)
+            await turn
+
+    def _next_turn(self) -> None:
+        while self._turns:
+            turn = self._turns.popleft()
+            if not turn.done():  # not given up (its worker cancelled)
+                turn.set_result(None)
+                return
 
     async def _watch(self) -> None:
         while True:
@@ -174,36 +183,4 @@ class Lanes(Generic[D]):
                 for queue in lane.queues:
                     while queue:
                         lane.queued -= 1
-                        self._spill_item(queue.popleft())
-
-
-def all_done(*parts: Awaitable[None]) -> asyncio.Future[None]:
-    """A future that completes when every part did, or fails with the first part that failed."""
-    gathered = asyncio.gather(*parts)
-    result: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def copy(done: asyncio.Future[list[None]]) -> None:
-        _settle(result, None if done.cancelled() else done.exception(), cancelled=done.cancelled())
-
-    gathered.add_done_callback(copy)
-    return result
-
-
-def _follow(source: asyncio.Future[None], target: asyncio.Future[None]) -> None:
-    """Complete ``target`` like ``source`` once ``source`` is done."""
-
-    def copy(done: asyncio.Future[None]) -> None:
-        _settle(target, None if done.cancelled() else done.exception(), cancelled=done.cancelled())
-
-    source.add_done_callback(copy)
-
-
-def _settle(target: asyncio.Future[None], error: BaseException | None, *, cancelled: bool = False) -> None:
-    if target.done():
-        return
-    if cancelled:
-        target.cancel()
-    elif error is not None:
-        target.set_exception(error)
-    else:
-        target.set_result(None)
+                        self._spill(queue.popleft())

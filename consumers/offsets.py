@@ -23,6 +23,12 @@ class OffsetTracker:
             raise ValueError(f"offset {offset} not after {self._pending[-1]}")
         self._pending.append(offset)
 
+    def withdraw(self, offset: int) -> None:
+        """Take back ``offset``, the newest taken in and not done (its record was deferred)."""
+        if not self._pending or self._pending[-1] != offset:
+            raise ValueError(f"offset {offset} is not the newest pending one")
+        self._pending.pop()
+
     def done(self, offset: int) -> int | None:
         """Mark ``offset`` done; return the new committable offset when it moved, else ``None``."""
         self._done.add(offset)

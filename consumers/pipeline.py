@@ -7,12 +7,15 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from assethooks import metrics
 from assethooks.clock import Clock, utc_now
+from assethooks.completion import Countdown, Done, follow
 from assethooks.delivery import AttemptResult, HttpSender, build_request
 from assethooks.errors import (
     DeliveryFailedError,
@@ -20,12 +23,13 @@ from assethooks.errors import (
     PermanentDeliveryError,
     RecordTooLargeError,
 )
+from assethooks.logging_setup import info_lines
 from assethooks.retry import next_retry
 from assethooks.settings import Settings
 from assethooks.store.delivery_log import DeliveryLogWriter, LogEntry
 from consumers.breaker import Breakers, Transition
 from consumers.health import WebhookHealth
-from consumers.lanes import Lanes, all_done
+from consumers.lanes import Lanes
 from producers.handoff import Handoff
 from schemas.tasks import AttemptRecord, DeadLetter, DeadLetterKind, DeliveryTask, SourceRef
 from schemas.webhooks import Webhook
@@ -37,7 +41,7 @@ MAX_KEY_IN_LOG = 100
 
 @dataclass(slots=True)  # not frozen: that makes creating one, on the hot path, several times slower
 class Delivery:
-    """One event going to one webhook, at one attempt."""
+    """One event going to one webhook, at one attempt; ``done`` is called once its outcome is durable."""
 
     webhook: Webhook
     body: bytes
@@ -46,8 +50,10 @@ class Delivery:
     delivery_id: str
     attempt: int
     source: SourceRef
+    done: Done
     history: tuple[AttemptRecord, ...] = ()
     attempt_base: int = 0  # attempts made before the current budget
+    queued_at: float = 0.0  # when it entered its lane
 
     @property
     def lane(self) -> int:
@@ -60,8 +66,9 @@ class Delivery:
         return self.asset_key or ""
 
     def task(self, *, attempt: int, not_before: datetime, history: tuple[AttemptRecord, ...]) -> DeliveryTask:
-        """This delivery as a task waiting for ``attempt`` at ``not_before``."""
-        return DeliveryTask(
+        """This delivery as a task waiting for ``attempt`` at ``not_before`` (built from values that are
+        valid already: no validation on this path)."""
+        return DeliveryTask.model_construct(
             delivery_id=self.delivery_id,
             webhook_id=self.webhook.id,
             event=self.event,
@@ -101,37 +108,76 @@ class DeliveryPipeline:
             cooldown=settings.breaker_cooldown,
             max_cooldown=settings.breaker_max_cooldown,
         )
+        self._info = info_lines(log)  # one INFO line per attempt, cheaply
+        self._tier_topics: dict[float, str] = {}  # by delay: which tier's topic
+        self._postponements: Counter[tuple[int, str]] = Counter()  # by webhook and reason, this second
+        self._teller: asyncio.Task[None] | None = None
         self._lanes: Lanes[Delivery] = Lanes(
             workers=settings.max_in_flight_per_webhook,
             max_running=settings.max_requests,
             spill_after=settings.spill_after,
             attempt=self._attempt,
             spill=self._postpone,
+            failed=lambda delivery, error: delivery.done(error),
         )
 
     def start(self) -> None:
-        """Start the lanes' congestion watch."""
+        """Start the lanes' congestion watch, and the lines telling what was postponed."""
         self._lanes.start()
+        self._teller = asyncio.get_running_loop().create_task(self._tell_postponed(), name="postponed")
 
     async def close(self) -> None:
         """Stop the congestion watch."""
         await self._lanes.close()
+        if self._teller is not None:
+            self._teller.cancel()
+            await asyncio.gather(self._teller, return_exceptions=True)
+        self._told()
 
-    def submit(self, delivery: Delivery) -> asyncio.Future[None]:
-        """Attempt ``delivery`` in its webhook's lane; the future completes once the outcome is durable."""
-        return self._lanes.submit(delivery)
+    async def _tell_postponed(self, every: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            self._told()
 
-    async def _attempt(self, delivery: Delivery) -> asyncio.Future[None]:
+    def _told(self) -> None:
+        """One INFO line per webhook and reason for the deliveries postponed since the last one: a dead
+        endpoint would otherwise write a line for each of its deliveries."""
+        postponed, self._postponements = self._postponements, Counter()
+        for (webhook_id, why), count in sorted(postponed.items()):
+            noun = "delivery" if count == 1 else "deliveries"
+            log.info("postponed %d %s of webhook %d to a retry tier: %s", count, noun, webhook_id, why)
+
+    def submit(self, delivery: Delivery) -> None:
+        """Attempt ``delivery`` in its webhook's lane; ``delivery.done`` is called once the outcome is
+        durable."""
+        self._lanes.submit(delivery)
+
+    async def _attempt(self, delivery: Delivery) -> None:
         webhook_id = delivery.webhook.id
         now = time.monotonic()
         if not self._breakers.allow(webhook_id, now):
             wait = self._breakers.remaining(webhook_id, now)
-            return asyncio.ensure_future(
-                self._postpone(delivery, "its circuit is open after repeated failures", wait)
+            self._postpone(delivery, "its circuit is open after repeated failures", wait)
+            return
+        # Whatever goes wrong is a failed attempt, never an error of the consumer: a request that cannot
+        # be built is undeliverable (and replayable once mended).
+        attempted = self._clock()  # the attempt's time: its timestamp header and its log entry
+        try:
+            request = build_request(
+                delivery.webhook,
+                delivery.body,
+                event=delivery.event,
+                delivery_id=delivery.delivery_id,
+                attempt=delivery.attempt,
+                now=attempted,
             )
-        result = await self._send(delivery)
+            result = await self._sender.send(request)
+        except Exception as exc:
+            log.exception("attempt of delivery %s could not be made", delivery.delivery_id)
+            problem = f"the request cannot be sent: {type(exc).__name__}: {exc}"
+            result = AttemptResult(None, 0.0, None, PermanentDeliveryError(problem))
         failure = result.failure
-        self._health.record(webhook_id, ok=failure is None, at=self._clock())
+        self._health.record(webhook_id, ok=failure is None, at=attempted)
         trips = failure is not None and failure.trips_breaker
         changed = self._breakers.record(webhook_id, ok=failure is None, trips=trips, now=time.monotonic())
         if changed is Transition.OPENED:
@@ -143,62 +189,40 @@ class DeliveryPipeline:
         elif changed is Transition.CLOSED:
             metrics.OPEN_CIRCUITS.dec()
             log.warning("circuit closed for webhook %d: deliveries are sent again", webhook_id)
-        return self._settle(delivery, result)
+        self._settle(delivery, result, attempted)
 
-    async def _send(self, delivery: Delivery) -> AttemptResult:
-        """Build and post one attempt's request. Whatever goes wrong is a failed attempt, never an error
-        of the consumer: a request that cannot be built is undeliverable (and replayable once fixed)."""
-        try:
-            request = build_request(
-                delivery.webhook,
-                delivery.body,
-                event=delivery.event,
-                delivery_id=delivery.delivery_id,
-                attempt=delivery.attempt,
-                now=self._clock(),
-            )
-            return await self._sender.send(request)
-        except Exception as exc:
-            log.exception("attempt of delivery %s could not be made", delivery.delivery_id)
-            failure = PermanentDeliveryError(f"the request cannot be sent: {type(exc).__name__}: {exc}")
-            return AttemptResult(None, 0.0, None, failure)
-
-    def _settle(self, delivery: Delivery, result: AttemptResult) -> asyncio.Future[None]:
-        """Log the attempt and, when it failed, hand the delivery on; the future completes once both are
-        durable (the caller does not wait: the lane goes on with its next delivery)."""
-        now = self._clock()
+    def _settle(self, delivery: Delivery, result: AttemptResult, now: datetime) -> None:
+        """Log the attempt (made at ``now``) and, when it failed, hand the delivery on; ``delivery.done`` is
+        called once both are durable (the caller does not wait: the lane goes on with its next delivery)."""
         failure = result.failure
-        entry = LogEntry(
-            webhook_id=delivery.webhook.id,
-            event=delivery.event,
-            asset_id=(delivery.asset_key or "")[:MAX_KEY_IN_LOG] or None,
-            delivery_id=delivery.delivery_id,
-            attempt=delivery.attempt,
-            success=failure is None,
-            status_code=result.status_code,
-            duration_ms=round(result.duration_ms, 3),
-            error=None if failure is None else str(failure),
-            response_body=result.response_body,
-            source_topic=delivery.source.topic,
-            source_partition=delivery.source.partition,
-            source_offset=delivery.source.offset,
-            created_at=now,
+        source = delivery.source
+        entry = LogEntry(  # by position: the keywords cost more than the rest of it (a hot path)
+            delivery.webhook.id,
+            delivery.event,
+            (delivery.asset_key or "")[:MAX_KEY_IN_LOG] or None,
+            delivery.delivery_id,
+            delivery.attempt,
+            failure is None,
+            result.status_code,
+            round(result.duration_ms, 3),
+            None if failure is None else str(failure),
+            result.response_body,
+            source.topic,
+            source.partition,
+            source.offset,
+            now,
         )
         outcome = "delivered" if failure is None else "failed"
         (metrics.DELIVERED if failure is None else metrics.FAILED).inc()
         metrics.ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "%s webhook=%d event=%s delivery=%s attempt=%d status=%s duration_ms=%.1f%s",
-                outcome,
-                delivery.webhook.id,
-                delivery.event,
-                delivery.delivery_id,
-                delivery.attempt,
-                result.status_code if result.status_code is not None else "-",
-                result.duration_ms,
-                "" if failure is None else f" error={failure}",
-                extra={
+        if self._info is not None:
+            status = "-" if result.status_code is None else result.status_code
+            error = "" if failure is None else f" error={failure}"
+            self._info(
+                f"{outcome} webhook={delivery.webhook.id} event={delivery.event}"
+                f" delivery={delivery.delivery_id} attempt={delivery.attempt} status={status}"
+                f" duration_ms={result.duration_ms:.1f}{error}",
+                {
                     "webhook_id": delivery.webhook.id,
                     "event": delivery.event,
                     "delivery_id": delivery.delivery_id,
@@ -208,46 +232,50 @@ class DeliveryPipeline:
                     "outcome": outcome,
                 },
             )
-        logged = self._log_writer.write(entry)
         if failure is None:
-            return logged
-        return all_done(logged, self._hand_on(delivery, result, failure, now))
+            self._log_writer.write(entry, delivery.done)
+            return
+        both = Countdown(2, delivery.done)
+        self._log_writer.write(entry, both)
+        follow(self._hand_on(delivery, result, failure, now), both)
 
-    async def _postpone(
+    def _postpone(
         self, delivery: Delivery, why: str = "the webhook is congested", at_least: float = 0
     ) -> None:
         """Move a delivery its webhook cannot take now (congested, or its circuit is open) to the retry tier
-        it would wait in (one that waits ``at_least`` seconds), without using an attempt."""
+        it would wait in (one that waits ``at_least`` seconds), without using an attempt; ``delivery.done``
+        once the tier has it. No future or task: a dead endpoint sends every delivery of its webhook here."""
         schedule = self._settings.retry_schedule
         waited = delivery.attempt - delivery.attempt_base  # 1 for a first attempt
         delay = max(schedule[min(max(waited - 2, 0), len(schedule) - 1)], at_least)
-        tier = self._settings.tier_for(delay)
+        topic = self._tier_topics.get(delay)
+        if topic is None:
+            topic = self._tier_topics[delay] = self._settings.retry_topic_for(self._settings.tier_for(delay))
         task = delivery.task(
             attempt=delivery.attempt,
             not_before=self._clock() + timedelta(seconds=delay),
             history=delivery.history,
         )
-        log.info(
-            "postponed webhook=%d event=%s delivery=%s attempt=%d: %s",
-            delivery.webhook.id,
-            delivery.event,
-            delivery.delivery_id,
-            delivery.attempt,
-            why,
-        )
-        topic = self._settings.retry_topic_for(tier)
+        self._postponements[(delivery.webhook.id, why)] += 1  # told once a second, not once a delivery
         metrics.POSTPONED.inc()
-        try:
-            await self._handoff.to_retry(topic, task, delivery.body)
-            metrics.HANDOFFS.labels(topic).inc()
-        except RecordTooLargeError as exc:
-            await self.dead_letter(
-                DeadLetterKind.UNDELIVERABLE,
-                f"cannot wait for a retry: {exc}",
-                source=delivery.source,
-                body=delivery.body,
-                task=task,
+        self._handoff.to_retry_then(
+            topic, task, delivery.body, partial(self._postponed, delivery, topic, task)
+        )
+
+    def _postponed(
+        self, delivery: Delivery, topic: str, task: DeliveryTask, error: BaseException | None
+    ) -> None:
+        if error is None:
+            metrics.handed_off(topic)
+            delivery.done(None)
+        elif isinstance(error, RecordTooLargeError):
+            reason = f"cannot wait for a retry: {error}"
+            dead = self.dead_letter(
+                DeadLetterKind.UNDELIVERABLE, reason, source=delivery.source, body=delivery.body, task=task
             )
+            follow(dead, delivery.done)
+        else:
+            delivery.done(error)
 
     async def _hand_on(
         self, delivery: Delivery, result: AttemptResult, failure: DeliveryFailedError, now: datetime
@@ -277,7 +305,7 @@ class DeliveryPipeline:
             topic = self._settings.retry_topic_for(tier)
             try:
                 await self._handoff.to_retry(topic, task, delivery.body)
-                metrics.HANDOFFS.labels(topic).inc()
+                metrics.handed_off(topic)
                 return
             except RecordTooLargeError as exc:
                 failure = PermanentDeliveryError(f"cannot wait for a retry: {exc}")

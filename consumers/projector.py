@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 
 from confluent_kafka import Message
@@ -17,6 +16,7 @@ from sqlalchemy import Engine
 
 from assethooks.alerts import FieldNames
 from assethooks.clock import Clock, utc_now
+from assethooks.completion import Done
 from assethooks.errors import InvalidEventError, StoreUnavailableError
 from assethooks.store.assets import ProjectedItem, project
 from consumers.dispatcher import record_key
@@ -36,7 +36,7 @@ class Projector:
         self._fields = fields
         self._interval = interval
         self._clock = clock
-        self._pending: list[tuple[ProjectedItem | None, asyncio.Future[None]]] = []
+        self._pending: list[tuple[ProjectedItem | None, Done]] = []
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="projection")
         self._task: asyncio.Task[None] | None = None
@@ -52,8 +52,8 @@ class Projector:
             await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
-    def schedule(self, record: Message) -> Awaitable[None]:
-        """Queue one record; its future completes when its batch is committed."""
+    def schedule(self, record: Message, done: Done) -> None:
+        """Queue one record; ``done`` is called when its batch is committed."""
         item: ProjectedItem | None = None
         try:
             event = parse_event(record.value())
@@ -63,10 +63,8 @@ class Projector:
                 item = (asset_id, event, (partition, offset))
         except InvalidEventError:
             pass  # the dispatcher dead-letters invalid records; nothing to project
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((item, done))
         self._wake.set()
-        return done
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -89,10 +87,8 @@ class Projector:
                     pause = min(pause * 2, 10.0)
                 except Exception as exc:  # a bug: these records must not be committed
                     for _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
+                        done(exc)
                     batch = []
                     break
             for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+                done(None)

@@ -7,12 +7,11 @@ meanwhile goes to the dead-letter topic, from where it can be replayed.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-
 from confluent_kafka import Message
 from pydantic import ValidationError
 
 from assethooks.clock import Clock, utc_now
+from assethooks.completion import Done, follow
 from consumers.dispatcher import record_key, source_of
 from consumers.pipeline import Delivery, DeliveryPipeline
 from consumers.runtime import Defer
@@ -30,20 +29,22 @@ class Retrier:
         self._subscriptions = subscriptions
         self._clock = clock
 
-    def schedule(self, record: Message) -> Awaitable[None] | Defer:
-        """The work for one retry record, or ``Defer`` until it is due."""
+    def schedule(self, record: Message, done: Done) -> Defer | None:
+        """Start the work for one retry record, or ``Defer`` until it is due."""
         body = record.value()
         raw_task = header_value(record.headers(), TASK_HEADER)
         try:
             task = DeliveryTask.model_validate_json(raw_task or b"")
         except ValidationError:
-            return self._pipeline.dead_letter(
+            dead = self._pipeline.dead_letter(
                 DeadLetterKind.INVALID_EVENT,
                 f"retry record without a valid {TASK_HEADER} header",
                 source=source_of(record),
                 body=body,
                 key=record_key(record),
             )
+            follow(dead, done)
+            return None
         due = task.not_before.timestamp()
         if due > self._clock().timestamp():
             return Defer(due)
@@ -53,9 +54,11 @@ class Retrier:
                 reason = "retry record has no body"
             else:
                 reason = f"webhook {task.webhook_id} was {'deleted' if webhook is None else 'disabled'}"
-            return self._pipeline.dead_letter(
+            dead = self._pipeline.dead_letter(
                 DeadLetterKind.UNDELIVERABLE, reason, source=task.source, body=body, task=task
             )
+            follow(dead, done)
+            return None
         delivery = Delivery(
             webhook=webhook,
             body=body,
@@ -64,7 +67,9 @@ class Retrier:
             delivery_id=task.delivery_id,
             attempt=task.attempt,
             source=task.source,
+            done=done,
             history=task.history,
             attempt_base=task.attempt_base,
         )
-        return self._pipeline.submit(delivery)
+        self._pipeline.submit(delivery)
+        return None

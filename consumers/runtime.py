@@ -3,8 +3,9 @@
 One thread owns the confluent-kafka consumer (every call to it, rebalance callbacks included, happens
 there); the asyncio loop runs the handler's work. The contract:
 
-- records are handed to ``Handler.schedule`` in partition order; it returns the work for a record (an
-  awaitable that finishes once every effect of the record is durable) or ``Defer(until)``;
+- records are handed to ``Handler.schedule`` in partition order with a ``done`` callback, which the
+  handler calls once every effect of the record is durable (no future per record: this is the hot path),
+  or it returns ``Defer(until)``;
 - a record's offset is stored only when its work and the work of every earlier record of its partition
   finished (``enable.auto.offset.store=false``; librdkafka commits stored offsets every second);
 - ``Defer`` pauses the partition and seeks back to the record, so it is read again when due: the head of
@@ -15,8 +16,8 @@ there); the asyncio loop runs the handler's work. The contract:
   (staying in its group, never near ``max.poll.interval.ms``) until half of them finished;
 - on revocation the revoked partitions' work is awaited (bounded) and their offsets committed; on
   shutdown every in-flight record is finished or left uncommitted, then the consumer closes;
-- an exception from the handler is fatal: that record's offset is never stored, the runtime stops, and
-  ``run`` raises it, so a restart re-reads the record.
+- an exception from the handler, or ``done(error)``, is fatal: that record's offset is never stored, the
+  runtime stops, and ``run`` raises it, so a restart re-reads the record.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from assethooks import metrics
+from assethooks.completion import Done
 from consumers.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,10 @@ class Defer:
 class Handler(Protocol):
     """What a consumer group does with each record."""
 
-    def schedule(self, record: Message) -> Awaitable[None] | Defer:
-        """Return the record's work, or ``Defer`` when it must wait; called in partition order."""
+    def schedule(self, record: Message, done: Done) -> Defer | None:
+        """Start the record's work and call ``done(None)`` once all its effects are durable (``done(error)``
+        when they cannot be), possibly before returning; or return ``Defer`` when it must wait (then never
+        call ``done``). Called in partition order."""
         ...
 
 
@@ -66,7 +70,8 @@ class _Partition:
 
     tp: TP
     tracker: OffsetTracker = field(default_factory=OffsetTracker)
-    work: set[asyncio.Future[None]] = field(default_factory=set)
+    working: int = 0  # records taken in whose ``done`` was not called yet
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
     last_taken: int = -1  # the newest offset taken in; anything at or below it is a stale re-read
     deferred: bool = False
     current: bool = True
@@ -94,7 +99,7 @@ class ConsumerRuntime:
         clock: Callable[[], float] = time.time,
     ) -> None:
         group = str(config.get("group.id", ""))
-        metrics.IN_FLIGHT.labels(group).set_function(lambda: self._in_flight)
+        metrics.IN_FLIGHT.labels(group).set_function(lambda: self.in_flight)
         self._config = config
         self._topics = list(topics)
         self._handler = handler
@@ -103,8 +108,13 @@ class ConsumerRuntime:
         self._clock = clock
         self._parts: dict[TP, _Partition] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Records in flight are ``_taken - _finished``: each counter has one writer (the consumer thread,
+        # the loop), so neither needs a lock; the consumer thread, when it waits for room, says so in
+        # ``_waiting`` and the loop wakes it through ``_room``.
         self._room = threading.Condition()
-        self._in_flight = 0
+        self._taken = 0
+        self._finished = 0
+        self._waiting = False
         self._lock = threading.Lock()
         self._stores: dict[TP, int] = {}
         self._commands: list[tuple[_Partition | None, Command]] = []
@@ -119,7 +129,7 @@ class ConsumerRuntime:
     @property
     def in_flight(self) -> int:
         """Records taken in and not finished."""
-        return self._in_flight
+        return self._taken - self._finished
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set (or a fatal error), then finish in-flight work and close."""
@@ -155,8 +165,7 @@ class ConsumerRuntime:
                 self._run_commands(consumer)
                 self._throttle(consumer)
                 if self._throttled:
-                    with self._room:
-                        self._room.wait_for(self._has_room, POLL_TIMEOUT)
+                    self._wait_for_room(self._has_room, POLL_TIMEOUT)
                     self._hand_over(consumer.poll(0))  # serves callbacks; partitions are paused
                 else:
                     self._fetch(consumer)
@@ -174,19 +183,18 @@ class ConsumerRuntime:
                     log.warning("consumer did not close cleanly: %s", exc)
 
     def _has_room(self) -> bool:
-        return self._in_flight <= self._max_in_flight // 2 or self._stopping.is_set()
+        return self.in_flight <= self._max_in_flight // 2 or self._stopping.is_set()
 
     def _throttle(self, consumer: Consumer) -> None:
         """Wait a little when full; pause everything when that is not enough; resume (all but the
         deferred) once half the work is done."""
-        if not self._throttled and self._in_flight >= self._max_in_flight:
+        if not self._throttled and self.in_flight >= self._max_in_flight:
             # Wait for a quarter of the window, not one slot: fetching in batches keeps the two threads
             # from handing records over one by one.
             refill = self._max_in_flight - max(1, self._max_in_flight // 4)
-            with self._room:
-                has_room = self._room.wait_for(
-                    lambda: self._in_flight <= refill or self._stopping.is_set(), FULL_WAIT
-                )
+            has_room = self._wait_for_room(
+                lambda: self.in_flight <= refill or self._stopping.is_set(), FULL_WAIT
+            )
             if not has_room:
                 consumer.pause(consumer.assignment())
                 self._throttled = True
@@ -199,7 +207,7 @@ class ConsumerRuntime:
         first = consumer.poll(POLL_TIMEOUT)  # returns as soon as one record is there
         if first is None:
             return
-        room = max(1, self._max_in_flight - self._in_flight)
+        room = max(1, self._max_in_flight - self.in_flight)
         batch = [first]
         if room > 1:
             batch += consumer.consume(min(room, MAX_BATCH) - 1, 0)  # whatever else is already fetched
@@ -208,8 +216,7 @@ class ConsumerRuntime:
     def _hand_over(self, *batch: Message | None) -> None:
         records = [record for record in batch if record is not None and not self._is_error(record)]
         if records:
-            with self._room:
-                self._in_flight += len(records)
+            self._taken += len(records)
             self._call_loop(self._accept, records)
 
     @staticmethod
@@ -311,54 +318,63 @@ class ConsumerRuntime:
         return {part.tp: part.tracker.committable for part in parts if part.tracker.committable is not None}
 
     async def _finish(self, parts: list[_Partition]) -> None:
-        pending = {work for part in parts for work in part.work}
-        if not pending:
+        busy = [part for part in parts if part.working]
+        if not busy:
             return
-        _done, unfinished = await asyncio.wait(pending, timeout=self._shutdown_timeout)
+        waiting = [asyncio.ensure_future(part.drained.wait()) for part in busy]
+        _done, pending = await asyncio.wait(waiting, timeout=self._shutdown_timeout)
+        for wait in pending:
+            wait.cancel()
+        unfinished = sum(part.working for part in busy)
         if unfinished:
             log.warning(
                 "%d records unfinished after %.0fs; they will be read again",
-                len(unfinished),
+                unfinished,
                 self._shutdown_timeout,
             )
 
     def _accept(self, records: list[Message]) -> None:
-        assert self._loop is not None
+        closing = self._stopping.is_set() or self._stop.is_set()
+        parts, schedule = self._parts, self._handler.schedule
         for record in records:
-            topic, partition, offset = coordinates(record)
-            part = self._parts.get((topic, partition))
-            stale = part is None or part.deferred or offset <= part.last_taken
-            if stale or self._stopping.is_set() or self._stop.is_set():
+            topic, partition, offset = record.topic(), record.partition(), record.offset()
+            part = parts.get((topic, partition))  # type: ignore[arg-type]
+            if part is None or part.deferred or offset <= part.last_taken or closing:  # type: ignore[operator]
                 self._release()  # not ours any more, to be read again after a Defer, or a stale re-read
                 continue
-            assert part is not None
+            assert offset is not None
+            part.tracker.add(offset)  # before the work starts: ``done`` may come before ``schedule`` returns
+            part.last_taken = offset
+            part.working += 1
+            part.drained.clear()
             try:
-                work = self._handler.schedule(record)
-            except Exception as exc:
-                part.tracker.add(offset)  # taken in and never done: no later offset can be committed
-                part.last_taken = offset
+                deferred = schedule(record, functools.partial(self._complete, part, offset))
+            except Exception as exc:  # taken in and never done: no later offset can be committed
+                part.working -= 1
                 self._release()
                 self._fail(exc)
                 continue
-            if isinstance(work, Defer):
+            if deferred is not None:
+                part.tracker.withdraw(offset)
+                part.last_taken = offset - 1
+                self._settled(part)
                 self._release()
-                self._defer(part, offset, work.until)
-                continue
-            part.tracker.add(offset)
-            part.last_taken = offset
-            future = asyncio.ensure_future(work)  # a future as is; a coroutine becomes a task
-            part.work.add(future)
-            future.add_done_callback(functools.partial(self._complete, part, offset))
+                self._defer(part, offset, deferred.until)
 
-    def _complete(self, part: _Partition, offset: int, future: asyncio.Future[None]) -> None:
-        part.work.discard(future)
+    def _complete(self, part: _Partition, offset: int, error: BaseException | None) -> None:
+        self._settled(part)
         self._release()
-        error = RuntimeError("work cancelled") if future.cancelled() else future.exception()
         if error is not None:
             self._fail(error)
             return
         if part.tracker.done(offset) is not None and part.current:
             self._queue_store(part)
+
+    @staticmethod
+    def _settled(part: _Partition) -> None:
+        part.working -= 1
+        if not part.working:
+            part.drained.set()
 
     def _queue_store(self, part: _Partition) -> None:
         if part.current and part.tracker.committable is not None:
@@ -395,9 +411,20 @@ class ConsumerRuntime:
             self._commands.append((part, hold))
 
     def _release(self) -> None:
+        self._finished += 1
+        if self._waiting:
+            with self._room:
+                self._room.notify()
+
+    def _wait_for_room(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """In the consumer thread: wait until ``ready()`` (the loop finishing records), at most
+        ``timeout`` seconds."""
         with self._room:
-            self._in_flight -= 1
-            self._room.notify()
+            self._waiting = True
+            try:
+                return self._room.wait_for(ready, timeout)
+            finally:
+                self._waiting = False
 
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:

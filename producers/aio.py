@@ -10,10 +10,12 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from assethooks.completion import Done
 from assethooks.errors import KafkaUnavailableError, RecordTooLargeError
 
 log = logging.getLogger(__name__)
@@ -44,20 +46,36 @@ class AsyncProducer:
         """
         assert self._loop is not None, "call start() first"
         done: asyncio.Future[None] = self._loop.create_future()
+        while not self.produce(topic, value, key=key, headers=headers, then=partial(_settle, done)):
+            await asyncio.sleep(0.01)  # librdkafka's local queue is full: let the broker catch up
+        await done
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None,
+        headers: Headers,
+        then: Done,
+    ) -> bool:
+        """Produce one record; ``then`` is called on the event loop with ``None`` once the broker
+        acknowledged it, or with the error (``KafkaUnavailableError``, ``RecordTooLargeError``). ``False``:
+        librdkafka's local queue is full, nothing was produced (try again a little later). No future: a
+        hot path when deliveries move to a retry tier in bulk."""
+        assert self._loop is not None, "call start() first"
         loop = self._loop
 
         def report(error: KafkaError | None, _message: Message) -> None:
-            loop.call_soon_threadsafe(_settle, done, error)
+            loop.call_soon_threadsafe(then, None if error is None else _as_error(error))
 
-        while True:
-            try:
-                self._producer.produce(topic, value=value, key=key, headers=list(headers), on_delivery=report)
-                break
-            except BufferError:  # librdkafka's local queue is full: let the broker catch up
-                await asyncio.sleep(0.01)
-            except KafkaException as exc:
-                raise _as_error(exc.args[0]) from None
-        await done
+        try:
+            self._producer.produce(topic, value=value, key=key, headers=list(headers), on_delivery=report)
+        except BufferError:
+            return False
+        except KafkaException as exc:
+            raise _as_error(exc.args[0]) from None
+        return True
 
     def _poll_reports(self) -> None:
         while not self._closing.is_set():
@@ -75,13 +93,13 @@ class AsyncProducer:
         return left
 
 
-def _settle(done: asyncio.Future[None], error: KafkaError | None) -> None:
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
     if done.done():
         return
     if error is None:
         done.set_result(None)
     else:
-        done.set_exception(_as_error(error))
+        done.set_exception(error)
 
 
 def _as_error(error: KafkaError) -> Exception:

@@ -4,16 +4,23 @@ endpoint is."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from consumers.lanes import Lanes
 
 
-@dataclass(frozen=True)
+@dataclass
 class Job:
     lane: int
     affinity: str
     number: int
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    queued_at: float = 0.0
+
+
+def submitted(lanes: Lanes[Job], job: Job) -> asyncio.Future[None]:
+    lanes.submit(job)
+    return job.done
 
 
 class Endpoints:
@@ -29,7 +36,7 @@ class Endpoints:
         self.spilled: list[Job] = []
         self.release = asyncio.Event()
 
-    async def attempt(self, job: Job) -> asyncio.Future[None]:
+    async def attempt(self, job: Job) -> None:
         delay = self.latency[job.lane]
         self.running += 1
         try:
@@ -40,12 +47,15 @@ class Endpoints:
         finally:
             self.running -= 1
         self.attempted.append(job)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+        job.done.set_result(None)
 
-    async def spill(self, job: Job) -> None:
+    def spill(self, job: Job) -> None:
         self.spilled.append(job)
+        job.done.set_result(None)
+
+    @staticmethod
+    def failed(job: Job, error: BaseException) -> None:
+        job.done.set_exception(error)
 
 
 def lanes_for(endpoints: Endpoints, *, workers: int, max_running: int, spill_after: float) -> Lanes[Job]:
@@ -55,6 +65,7 @@ def lanes_for(endpoints: Endpoints, *, workers: int, max_running: int, spill_aft
         spill_after=spill_after,
         attempt=endpoints.attempt,
         spill=endpoints.spill,
+        failed=endpoints.failed,
     )
 
 
@@ -63,7 +74,7 @@ def test_one_assets_deliveries_to_one_webhook_are_attempted_in_order() -> None:
         endpoints = Endpoints({1: 0.001})
         lanes = lanes_for(endpoints, workers=4, max_running=8, spill_after=5)
         jobs = [Job(1, f"asset-{number % 3}", number) for number in range(60)]
-        await asyncio.wait_for(asyncio.gather(*(lanes.submit(job) for job in jobs)), 10)
+        await asyncio.wait_for(asyncio.gather(*(submitted(lanes, job) for job in jobs)), 10)
         return [job.number for job in endpoints.attempted if job.affinity == "asset-1"]
 
     order = asyncio.run(scenario())
@@ -80,7 +91,7 @@ def test_a_busy_process_is_not_congestion_nothing_spills() -> None:
         lanes = lanes_for(endpoints, workers=8, max_running=4, spill_after=0.2)
         lanes.start()
         jobs = [Job(lane, f"asset-{number}", number) for number in range(40) for lane in range(20)]
-        await asyncio.wait_for(asyncio.gather(*(lanes.submit(job) for job in jobs)), 30)
+        await asyncio.wait_for(asyncio.gather(*(submitted(lanes, job) for job in jobs)), 30)
         await lanes.close()
         return endpoints
 
@@ -94,14 +105,14 @@ def test_a_stalled_endpoint_spills_its_waiting_deliveries_and_the_others_go_on()
         endpoints = Endpoints({1: None, 2: 0.001})
         lanes = lanes_for(endpoints, workers=2, max_running=16, spill_after=0.05)
         lanes.start()
-        stalled = [lanes.submit(Job(1, f"asset-{number}", number)) for number in range(10)]
-        healthy = [lanes.submit(Job(2, f"asset-{number}", number)) for number in range(50)]
+        stalled = [submitted(lanes, Job(1, f"asset-{number}", number)) for number in range(10)]
+        healthy = [submitted(lanes, Job(2, f"asset-{number}", number)) for number in range(50)]
         await asyncio.wait_for(asyncio.gather(*healthy), 10)
         # the running attempts (one per used queue, at most two) hang; the waiting ones are spilled
         while len(endpoints.spilled) < 8:
             await asyncio.sleep(0.01)
         assert lanes.congested(1)
-        late = lanes.submit(Job(1, "asset-late", 99))  # spilled at once while congested
+        late = submitted(lanes, Job(1, "asset-late", 99))  # spilled at once while congested
         await asyncio.wait_for(late, 10)
         endpoints.release.set()
         await asyncio.wait_for(asyncio.gather(*stalled), 10)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -12,23 +14,26 @@ from collections.abc import Awaitable, Callable
 import pytest
 from confluent_kafka import Message, Producer
 
-from assethooks.kafka import consumer_config, ensure_topics
+from assethooks.completion import Done, follow
+from assethooks.kafka import FETCH_QUEUE_BACKOFF_MS, consumer_config, ensure_topics
 from consumers.runtime import ConsumerRuntime, Defer, coordinates
 from tests.conftest import TestEnv
 from tests.support import committed_offsets
 
-Schedule = Callable[[Message], Awaitable[None] | Defer]
-
 
 class Handler:
-    """A handler made of a function, recording what it processed."""
+    """A handler made of a function returning a record's work (or ``Defer``), recording what it processed."""
 
     def __init__(self, schedule: Callable[[Handler, Message], Awaitable[None] | Defer]) -> None:
         self._schedule = schedule
         self.done: Counter[tuple[int, int]] = Counter()
 
-    def schedule(self, record: Message) -> Awaitable[None] | Defer:
-        return self._schedule(self, record)
+    def schedule(self, record: Message, done: Done) -> Defer | None:
+        work = self._schedule(self, record)
+        if isinstance(work, Defer):
+            return work
+        follow(work, done)
+        return None
 
     def finish(self, record: Message) -> Awaitable[None]:
         async def work() -> None:
@@ -63,10 +68,10 @@ def run_until(
     asyncio.run(main())
 
 
-def produce(env: TestEnv, count: int, *, pace: float = 0.0) -> None:
+def produce(env: TestEnv, count: int, *, pace: float = 0.0, size: int = 1) -> None:
     producer = Producer({"bootstrap.servers": env["kafka_bootstrap"], "linger.ms": 0})
     for number in range(count):
-        producer.produce(env["source_topic"], value=b"x", partition=number % 3)
+        producer.produce(env["source_topic"], value=b"x" * size, partition=number % 3)
         producer.poll(0)
         if pace:
             time.sleep(pace)
@@ -149,3 +154,36 @@ def test_a_full_runtime_keeps_polling_and_stays_in_its_group(env: TestEnv) -> No
     )
     assert len(handler.done) == 3
     assert set(handler.done.values()) == {1}  # no rebalance made any record run twice
+
+
+class Lines(logging.Handler):
+    """Keeps the lines librdkafka logs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.mark.usefixtures("topics")
+def test_draining_an_uncompressed_topic_is_never_paced_by_a_long_fetch_back_off(env: TestEnv) -> None:
+    """librdkafka backs off the next fetch of a partition whose pre-fetch queue is full. With its default
+    (1 s), draining an uncompressed topic waited a second again and again, a core mostly idle. The drain
+    must fill the queue (else this would prove nothing), and no back-off may be longer than ours."""
+    total = 6000
+    produce(env, total, size=1000)  # uncompressed ~1 KB records: 6 MB against a 1 MB queue
+    seen = Lines()
+    librdkafka = logging.Logger("test-librdkafka")  # not registered: only this test reads it
+    librdkafka.addHandler(seen)
+    handler = Handler(lambda handler, record: handler.finish(record))
+    run_until(env, handler, lambda: len(handler.done) == total, debug="fetch", logger=librdkafka)
+    assert len(handler.done) == total
+    backoffs = [
+        int(found.group(1))
+        for line in seen.lines
+        if (found := re.search(r"Fetch backoff for (\d+)ms: Local: Queue full", line))
+    ]
+    assert backoffs, "the pre-fetch queue never filled: nothing was tested"
+    assert max(backoffs) <= FETCH_QUEUE_BACKOFF_MS

@@ -213,7 +213,11 @@ def test_the_delivery_log_writer_stores_what_the_database_could_refuse(store_env
     async def write() -> None:
         writer = DeliveryLogWriter(engine)
         writer.start()
-        await asyncio.gather(*(writer.write(odd_entry(number)) for number in range(3)))
+        committed: list[asyncio.Future[BaseException | None]] = []
+        for number in range(3):
+            committed.append(asyncio.get_running_loop().create_future())
+            writer.write(odd_entry(number), committed[-1].set_result)
+        assert await asyncio.gather(*committed) == [None, None, None]
         await writer.close()
 
     asyncio.run(write())

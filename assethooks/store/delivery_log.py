@@ -1,6 +1,6 @@
 """The delivery log: one row per attempt, written in batches so that it never caps throughput.
 
-``DeliveryLogWriter.write`` returns once its entry is committed: the consumers store a record's offset
+``DeliveryLogWriter.write`` calls back once its entry is committed: the consumers store a record's offset
 only after that, so every attempt that happened is in the log (at least once).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, aliased
 
 from assethooks.errors import NotFoundError, StoreUnavailableError
 from assethooks.store.db import guarded
-from assethooks.store.models import SQLITE_TIME, DeliveryLogRow
+from assethooks.store.models import DeliveryLogRow
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,9 @@ def insert_entries(engine: Engine, entries: Sequence[LogEntry]) -> None:
 def _row(entry: LogEntry, sqlite: bool) -> tuple[object, ...]:
     """One entry as the driver takes it, in ``_COLUMNS`` order."""
     created: object = entry.created_at
-    if sqlite:
-        created = entry.created_at.astimezone(UTC).strftime(SQLITE_TIME)  # as UTCDateTime stores it
+    if sqlite:  # as UTCDateTime stores it: SQLITE_TIME, in UTC
+        moment = entry.created_at if entry.created_at.tzinfo is UTC else entry.created_at.astimezone(UTC)
+        created = moment.replace(tzinfo=None).isoformat(" ", "microseconds")
     return (
         entry.webhook_id,
         entry.event,
@@ -94,13 +95,7 @@ def _text(value: str | None) -> str | None:
     return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
 
 
-def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
-    if done.done():
-        return
-    if error is None:
-        done.set_result(None)
-    else:
-        done.set_exception(error)
+Committed = Callable[[BaseException | None], None]
 
 
 @dataclass(slots=True)
@@ -265,7 +260,7 @@ class DeliveryLogWriter:
         self._engine = engine
         self._batch_size = batch_size
         self._interval = interval
-        self._pending: list[tuple[LogEntry, asyncio.Future[None]]] = []
+        self._pending: list[tuple[LogEntry, Committed]] = []
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="delivery-log")
         self._task: asyncio.Task[None] | None = None
@@ -276,15 +271,14 @@ class DeliveryLogWriter:
         """Start the background flusher on the running loop."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="delivery-log")
 
-    def write(self, entry: LogEntry) -> asyncio.Future[None]:
-        """Queue ``entry``; the future completes once it is committed."""
+    def write(self, entry: LogEntry, committed: Committed) -> None:
+        """Queue ``entry``; ``committed(None)`` is called once it is committed (``committed(error)`` when it
+        cannot be)."""
         if self._closing:
             raise RuntimeError("the delivery log writer is closed")
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((entry, done))
+        self._pending.append((entry, committed))
         if len(self._pending) == 1 or len(self._pending) >= self._batch_size:
             self._wake.set()
-        return done
 
     async def _run(self) -> None:
         while not (self._closing and not self._pending):
@@ -297,10 +291,10 @@ class DeliveryLogWriter:
                 try:
                     await self._commit(batch)
                 except Exception as exc:  # unexpected: fail these writes (their records stay uncommitted)
-                    for _, done in batch:
-                        _settle(done, exc)
+                    for _, committed in batch:
+                        committed(exc)
 
-    async def _commit(self, batch: list[tuple[LogEntry, asyncio.Future[None]]]) -> None:
+    async def _commit(self, batch: list[tuple[LogEntry, Committed]]) -> None:
         loop = asyncio.get_running_loop()
         entries = [entry for entry, _ in batch]
         pause = 0.5
@@ -310,8 +304,8 @@ class DeliveryLogWriter:
                 break
             except StoreUnavailableError as exc:
                 if self._closing and loop.time() > self._give_up_at:
-                    for _, done in batch:
-                        _settle(done, exc)  # the records stay uncommitted and will be processed again
+                    for _, committed in batch:
+                        committed(exc)  # the records stay uncommitted and will be processed again
                     return
                 log.warning("delivery log not written, retrying in %.1fs: %s", pause, exc)
                 await asyncio.sleep(pause)
@@ -319,8 +313,8 @@ class DeliveryLogWriter:
             except DBAPIError:  # a value the database refuses: keep every row that it accepts
                 await loop.run_in_executor(self._executor, self._insert_one_by_one, entries)
                 break
-        for _, done in batch:
-            _settle(done, None)
+        for _, committed in batch:
+            committed(None)
 
     def _insert_one_by_one(self, entries: list[LogEntry]) -> None:
         for entry in entries:
