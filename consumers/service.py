@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -189,12 +190,14 @@ async def serve(
     stop: asyncio.Event,
     *,
     metrics_address: tuple[str, int] | None = None,
+    member: int | None = None,
 ) -> None:
     """Run the consumer groups of ``roles`` until ``stop`` is set or one of them fails; serve metrics on
     ``metrics_address`` when given."""
     async with services(settings) as shared, _metrics_endpoint(settings, metrics_address):
         members = runtimes(shared, roles)
-        log.info("running %s on %s", " and ".join(roles), settings.kafka_bootstrap)
+        who = "" if member is None else f" as member {member} (pid {os.getpid()})"
+        log.info("running %s on %s%s", " and ".join(roles), settings.kafka_bootstrap, who)
         tasks = [asyncio.create_task(member.run(stop)) for member in members]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)

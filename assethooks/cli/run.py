@@ -18,7 +18,9 @@ from assethooks.clock import utc_now
 from assethooks.durations import parse_duration, parse_time
 from assethooks.errors import ConfigError, InvalidInputError
 from assethooks.logging_setup import configure_logging
+from assethooks.loops import event_loop_factory
 from consumers.service import ROLES, serve
+from consumers.supervisor import Supervisor, member_count
 from producers.alerts import produce_alerts
 
 
@@ -35,6 +37,14 @@ from producers.alerts import produce_alerts
 @click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address of the metrics endpoint."
 )
+@click.option(
+    "--processes",
+    default="1",
+    show_default=True,
+    metavar="N|auto",
+    help="Members of the consumer groups to run on this machine, under one supervisor (auto: one per CPU).",
+)
+@click.option("--member", type=int, hidden=True, help="Set by the supervisor: this member's number.")
 @click.option("--once", is_flag=True, help="alerts: one run, then exit (for cron or a CronJob).")
 @click.option("--every", help="alerts: run in a loop, e.g. 1h.")
 @click.option("--now", "at", help="alerts with --once: the time to compute alerts for (ISO 8601).")
@@ -46,12 +56,15 @@ def run(
     json_logs: bool,
     metrics_port: int | None,
     metrics_host: str,
+    processes: str,
+    member: int | None,
     once: bool,
     every: str | None,
     at: str | None,
 ) -> None:
     """Run the dispatcher, the retrier, the projector, all three in one process (small installs), or the
-    alerts producer (`run alerts --once` or `--every 1h`)."""
+    alerts producer (`run alerts --once` or `--every 1h`). With --processes N, N members of the same
+    groups run under one supervisor: one Python process uses one core."""
     settings = app.settings
     configure_logging(log_level or settings.log_level, json_lines=json_logs, batched=role != "alerts")
     if role == "alerts":
@@ -59,17 +72,32 @@ def run(
         return
     if once or every or at:
         raise InvalidInputError("--once, --every and --now are for `run alerts`")
+    try:
+        count = member_count(processes)
+    except ValueError:
+        raise InvalidInputError(
+            f"--processes takes a whole number from 1 or auto, not {processes!r}"
+        ) from None
     roles = ROLES if role == "all" else (role,)
+    address = None if metrics_port is None else (metrics_host, metrics_port)
+    if count > 1:
+        passed = ["--json-logs"] if json_logs else []
+        if log_level:
+            passed += ["--log-level", log_level]
+        supervisor = Supervisor(role, count, passed, stop_timeout=settings.shutdown_timeout + 30)
+        with asyncio.Runner() as runner:
+            code = runner.run(supervisor.run(address))
+        click.get_current_context().exit(code)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        address = None if metrics_port is None else (metrics_host, metrics_port)
-        await serve(settings, roles, stop, metrics_address=address)
+        await serve(settings, roles, stop, metrics_address=address, member=member)
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(main())
 
 
 def _alerts(app: App, once: bool, every: str | None, at: str | None) -> None:
