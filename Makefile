@@ -49,7 +49,7 @@ test: $(STAMP) system-deps lint
 chaos: $(STAMP) system-deps
 	ASSETHOOKS_CHAOS_SCALE=long $(BIN)/pytest -m chaos -s
 
-# The benchmarks (not part of `make test` or CI): about 20 minutes on 2 cores; prints a table of figures.
+# The benchmarks (not part of `make test` or CI): about 25 minutes on 2 cores; prints a table of figures.
 bench: $(STAMP) system-deps
 	scripts/kafka-local.sh start
 	scripts/postgres-local.sh start

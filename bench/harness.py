@@ -1,6 +1,19 @@
-"""The benchmark scenarios: raw limit, throughput (one webhook and fan-out), latency at a paced rate,
-memory on a large backlog, and isolation from a dead endpoint. Each starts a real ``assethooks run
-dispatcher`` process against the local broker and an nginx sink on loopback."""
+"""The benchmark scenarios. Each starts a real ``assethooks run dispatcher`` against the local broker and an
+nginx sink on loopback, and reads the process's CPU time from ``/proc`` (its members' too, with
+``--processes``).
+
+- **throughput**: one webhook, a backlog of ~1 KB events, uncompressed and lz4 topics; also with one asset
+  holding a tenth of the events (skewed keys), and with the delivery log in PostgreSQL when one is given;
+- **fan-out**: every event to 20 webhooks;
+- **isolation**: a healthy webhook beside one whose endpoint never answers, against it alone;
+- **latency**: produce-to-arrival at a paced 1,000 and 5,000 events per second;
+- **memory**: peak RSS draining a 1,000,000-event backlog;
+- **processes**: the same backlog with one and with two processes.
+
+Every throughput figure sits beside the raw loop of the same run (``bench.raw``: plain aiohttp POSTs,
+measured just before and just after the scenario; their mean is the reference) with the ratio, the
+process's CPU share and its µs of CPU per delivery.
+"""
 
 from __future__ import annotations
 
@@ -25,13 +38,14 @@ from assethooks.settings import Settings
 from assethooks.store.db import make_engine
 from assethooks.store.migrate import upgrade
 from assethooks.store.webhooks import WebhookStore
-from bench.load import EVENT_BYTES, fill, paced
+from bench.load import EVENT_BYTES, fill, paced, paced_producer
 from bench.sink import BlackHole, Nginx, free_port
 from schemas.tasks import SourceRef, delivery_id_for
 from schemas.webhooks import validate_webhook
 
 ASSETHOOKS = Path(sys.executable).with_name("assethooks")
 POLL = 0.05
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -43,6 +57,7 @@ class Figure:
     value: float
     unit: str
     ratio: str = ""
+    cpu: str = ""
     target: str = ""
 
 
@@ -56,17 +71,22 @@ class Results:
         """Record and print one figure."""
         self.figures.append(figure)
         print(
-            f"  {figure.scenario}: {figure.measure} = {figure.value:,.1f} {figure.unit} {figure.ratio}",
+            f"  {figure.scenario}: {figure.measure} = {figure.value:,.1f} {figure.unit}"
+            f" {figure.ratio} {figure.cpu}".rstrip(),
             flush=True,
         )
 
     def table(self) -> str:
         """The results as an aligned table."""
-        rows = [("scenario", "measure", "value", "ratio", "target")]
-        rows += [(f.scenario, f.measure, f"{f.value:,.1f} {f.unit}", f.ratio, f.target) for f in self.figures]
-        widths = [max(len(row[index]) for row in rows) for index in range(5)]
+        rows = [("scenario", "measure", "value", "ratio", "CPU", "target")]
+        rows += [
+            (f.scenario, f.measure, f"{f.value:,.1f} {f.unit}", f.ratio, f.cpu, f.target)
+            for f in self.figures
+        ]
+        widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))]
         return "\n".join(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in rows
         )
 
 
@@ -116,10 +136,11 @@ class Environment:
                 text = answer.read().decode()
         except OSError:
             return None
+        total = 0.0
         for line in text.splitlines():
-            if line.startswith('assethooks_deliveries_total{outcome="delivered"}'):
-                return float(line.rsplit(" ", 1)[1])
-        return None
+            if line.startswith("assethooks_deliveries_total{") and 'outcome="delivered"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return total
 
     def add_webhook(self, url: str, name: str = "bench") -> int:
         """Create a webhook for every event, signed; return its id."""
@@ -128,15 +149,13 @@ class Environment:
         ).id
 
     @contextmanager
-    def dispatcher(self) -> Iterator[subprocess.Popen[bytes]]:
+    def dispatcher(self, processes: int = 1) -> Iterator[subprocess.Popen[bytes]]:
         """``assethooks run dispatcher`` with metrics on ``self.metrics_port``; stopped with SIGTERM."""
+        command = [str(ASSETHOOKS), "run", "dispatcher", "--metrics-port", str(self.metrics_port)]
+        if processes > 1:
+            command += ["--processes", str(processes)]
         with (self.dir / "dispatcher.log").open("ab") as log:
-            process = subprocess.Popen(
-                [str(ASSETHOOKS), "run", "dispatcher", "--metrics-port", str(self.metrics_port)],
-                env={**os.environ, **self.values},
-                stdout=log,
-                stderr=log,
-            )
+            process = subprocess.Popen(command, env={**os.environ, **self.values}, stdout=log, stderr=log)
             try:
                 yield process
             finally:
@@ -149,12 +168,81 @@ class Environment:
         return log.exists() and "assigned" in log.read_text(errors="replace")
 
 
+def _family(pid: int) -> list[int]:
+    """``pid`` and its descendants (the members of a ``--processes`` run)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            found += _family(int(child))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) of ``pid`` and its descendants so far."""
+    total = 0.0
+    for member in _family(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
 def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident set size (VmHWM) in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """The largest peak resident set size (VmHWM) of ``pid`` and its descendants, in MiB."""
+    peak = 0.0
+    for member in _family(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peak = max(peak, int(line.split()[1]) / 1024)
+    return peak
+
+
+@dataclass(frozen=True)
+class Run:
+    """One dispatcher drain: deliveries per second from process start and steady (first to last
+    delivery), CPU over the steady part, and peak memory."""
+
+    rate: float
+    steady: float
+    cpu_share: float  # of one core
+    cpu_us: float  # per delivery
+    peak_rss_mb: float
+
+    @property
+    def cpu(self) -> str:
+        """The CPU column: share of a core and µs per delivery."""
+        return f"{self.cpu_share:.0%} of a core, {self.cpu_us:.0f} µs/delivery"
+
+
+def drain(
+    env: Environment, sink: Nginx, deliveries: int, timeout: float, *, processes: int = 1, show: bool = False
+) -> Run:
+    """Start a dispatcher on a filled topic and wait until ``deliveries`` reached the sink."""
+    before = sink.requests()
+    started = time.monotonic()
+    with env.dispatcher(processes) as process:
+        wait_for(sink, before + 1, timeout=timeout, process=process)
+        first_at, first_count, first_cpu = time.monotonic(), sink.requests(), cpu_seconds(process.pid)
+        if show:  # what `curl :PORT/metrics` shows during the run
+            for share in (0.3, 0.6):
+                wait_for(sink, before + int(deliveries * share), timeout=timeout, process=process)
+                print(f"    metrics during the run: deliveries_total{{delivered}} = {env.delivered()}")
+        _, last = wait_for(sink, before + deliveries, timeout=timeout, process=process)
+        used = cpu_seconds(process.pid) - first_cpu
+        rss = peak_rss_mb(process.pid)
+    counted = before + deliveries - first_count
+    span = max(last - first_at, 1e-6)
+    return Run(deliveries / (last - started), counted / span, used / span, used / counted * 1e6, rss)
 
 
 def wait_for(
@@ -180,13 +268,22 @@ def wait_for(
         time.sleep(POLL)
 
 
-def raw_limit(sink: Nginx, requests: int, concurrency: int) -> float:
-    """Requests per second of a plain aiohttp loop against the sink."""
+@dataclass(frozen=True)
+class Raw:
+    """A raw loop's rate and CPU per request."""
+
+    rate: float
+    cpu_us: float
+
+
+def raw_loop(sink: Nginx, requests: int, concurrency: int, client: str = "aiohttp") -> Raw:
+    """The raw loop's rate against the sink (``bench.raw``)."""
     output = subprocess.run(
         [
             sys.executable,
             "-m",
             "bench.raw",
+            client,
             sink.url("/raw"),
             str(requests),
             str(concurrency),
@@ -196,36 +293,8 @@ def raw_limit(sink: Nginx, requests: int, concurrency: int) -> float:
         text=True,
         check=True,
     )
-    return float(output.stdout.strip())
-
-
-@dataclass(frozen=True)
-class Run:
-    """One dispatcher drain: deliveries per second from process start, and steady (first to last)."""
-
-    rate: float
-    steady: float
-    peak_rss_mb: float
-
-
-def drain(
-    env: Environment, sink: Nginx, deliveries: int, timeout: float, *, show_metrics: bool = False
-) -> Run:
-    """Start a dispatcher on a filled topic and wait until ``deliveries`` reached the sink."""
-    before = sink.requests()
-    started = time.monotonic()
-    with env.dispatcher() as process:
-        first, _ = wait_for(sink, before + 1, timeout=timeout, process=process)
-        if show_metrics:  # what `curl :PORT/metrics` shows during the run
-            for share in (0.3, 0.6):
-                wait_for(sink, before + int(deliveries * share), timeout=timeout, process=process)
-                print(
-                    f"    metrics during the run: deliveries_total{{delivered}} = {env.delivered()}",
-                    flush=True,
-                )
-        _, last = wait_for(sink, before + deliveries, timeout=timeout, process=process)
-        rss = peak_rss_mb(process.pid)
-    return Run(deliveries / (last - started), deliveries / max(last - first, 1e-6), rss)
+    rate, cpu = output.stdout.split()
+    return Raw(float(rate), float(cpu))
 
 
 WARM_UP = 3.0  # seconds of traffic before measuring: a new topic's first fetches wait out a backoff
@@ -242,16 +311,15 @@ def latency(env: Environment, sink: Nginx, webhook_id: int, rate: float, seconds
                 raise RuntimeError("dispatcher did not join its group")
             time.sleep(POLL)
         before = sink.requests()
-        warm = paced(bootstrap, topic, rate, WARM_UP)
-        sent = paced(bootstrap, topic, rate, seconds)
+        producer = paced_producer(bootstrap)
+        warm = paced(producer, topic, rate, WARM_UP)
+        sent = paced(producer, topic, rate, seconds)
         wait_for(sink, before + len(warm) + len(sent), timeout=300, process=process)
     time.sleep(1.5)  # nginx flushes its buffered access log every second
     arrivals = sink.arrivals()
     samples = []
     for item in sent:
-        delivery = delivery_id_for(
-            SourceRef(topic=topic, partition=item.partition, offset=item.offset), webhook_id
-        )
+        delivery = delivery_id_for(SourceRef(topic, item.partition, item.offset), webhook_id)
         if delivery in arrivals:
             samples.append((arrivals[delivery] - item.created) * 1000)
     if len(samples) < len(sent) * 0.99:
@@ -269,13 +337,14 @@ def latency(env: Environment, sink: Nginx, webhook_id: int, rate: float, seconds
 class Sizes:
     """How big each scenario is (``quick`` shrinks them for the smoke test)."""
 
-    raw_requests: int = 20_000
-    throughput_events: int = 100_000
-    fanout_events: int = 10_000
+    raw_requests: int = 30_000
+    throughput_events: int = 60_000
+    fanout_events: int = 4_000
     fanout_webhooks: int = 20
     latency_seconds: float = 20.0
     backlog_events: int = 1_000_000
-    isolation_events: int = 20_000
+    isolation_events: int = 30_000
+    processes_events: int = 120_000
 
 
 QUICK = Sizes(
@@ -286,10 +355,11 @@ QUICK = Sizes(
     latency_seconds=2.0,
     backlog_events=5_000,
     isolation_events=1_000,
+    processes_events=2_000,
 )
 
 
-SCENARIOS = ("throughput", "fanout", "latency", "memory", "isolation")
+SCENARIOS = ("throughput", "fanout", "isolation", "latency", "memory", "processes")
 
 
 @contextmanager
@@ -321,36 +391,68 @@ class Bench:
         """Fresh topics, groups and store."""
         return Environment(self.bootstrap, self.work, **settings)
 
-    def raw(self) -> float:
-        """The raw limit now."""
-        return raw_limit(self.sink, self.sizes.raw_requests, self.concurrency)
+    def raw(self, client: str = "aiohttp") -> Raw:
+        """The raw loop now."""
+        return raw_loop(self.sink, self.sizes.raw_requests, self.concurrency, client)
 
     def against_raw(
-        self, scenario: str, label: str, env: Environment, deliveries: int, *, show: bool = False
-    ) -> None:
-        """Drain ``env`` and compare with the raw limit measured just before and just after."""
+        self,
+        scenario: str,
+        label: str,
+        env: Environment,
+        deliveries: int,
+        *,
+        target: str = "",
+        processes: int = 1,
+        show: bool = False,
+    ) -> Run:
+        """Drain ``env`` and compare with the raw loop measured just before and just after."""
         before = self.raw()
-        run = drain(env, self.sink, deliveries, timeout=1800, show_metrics=show)
+        run = drain(env, self.sink, deliveries, timeout=1800, processes=processes, show=show)
         after = self.raw()
-        raw = (before + after) / 2
+        raw = (before.rate + after.rate) / 2
         add = self.results.add
-        add(Figure(scenario, f"raw limit around it ({before:,.0f} / {after:,.0f})", raw, "req/s"))
-        add(Figure(scenario, f"{label}, from start", run.rate, "del/s", _pct(run.rate, raw), "≥ 60 %"))
-        add(Figure(scenario, f"{label}, steady", run.steady, "del/s", _pct(run.steady, raw)))
+        add(Figure(scenario, f"raw loop around it ({before.rate:,.0f} / {after.rate:,.0f})", raw, "req/s"))
+        add(Figure(scenario, label, run.steady, "del/s", _pct(run.steady, raw), run.cpu, target))
+        return run
 
     def throughput(self) -> None:
-        """One webhook, a backlog of ~1 KB events; again with the delivery log in PostgreSQL if given."""
+        """One webhook, a backlog of ~1 KB events: uncompressed and lz4, uniform and skewed keys; and with
+        the delivery log in PostgreSQL if given. Also the raw loop with the project's own client."""
         count = self.sizes.throughput_events
+        for compression in ("none", "lz4"):
+            env = self.environment()
+            env.add_webhook(self.sink.url(f"/one-{compression}"))
+            fill(self.bootstrap, env.settings.source_topic, count, compression=compression)
+            shown = "uncompressed" if compression == "none" else compression
+            self.against_raw(
+                "throughput",
+                f"{count:,} {shown} events, 1 webhook",
+                env,
+                count,
+                target="≥ 75 %, ≤ 80 µs",
+                show=compression == "none",
+            )
         env = self.environment()
-        env.add_webhook(self.sink.url("/one"))
-        fill(self.bootstrap, env.settings.source_topic, count)
-        self.against_raw("throughput", f"{count:,} events, 1 webhook", env, count, show=True)
+        env.add_webhook(self.sink.url("/skewed"))
+        fill(self.bootstrap, env.settings.source_topic, count, compression="none", skewed=True)
+        self.against_raw("throughput", "same, one asset in ten events (skewed keys)", env, count)
         if self.postgres:
             with fresh_database(self.postgres) as url:
                 env = self.environment(database_url=url)
                 env.add_webhook(self.sink.url("/pg"))
-                fill(self.bootstrap, env.settings.source_topic, count)
+                fill(self.bootstrap, env.settings.source_topic, count, compression="none")
                 self.against_raw("throughput", "same, delivery log in PostgreSQL", env, count)
+        own = self.raw("project")
+        self.results.add(
+            Figure(
+                "throughput",
+                "raw loop with the delivery path's HTTP client (assethooks.http, uvloop)",
+                own.rate,
+                "req/s",
+                cpu=f"{own.cpu_us:.0f} µs/request",
+            )
+        )
 
     def fanout(self) -> None:
         """Every event to many webhooks."""
@@ -358,48 +460,79 @@ class Bench:
         env = self.environment()
         for number in range(webhooks):
             env.add_webhook(self.sink.url(f"/fan/{number}"), name=f"fan {number}")
-        fill(self.bootstrap, env.settings.source_topic, events)
-        self.against_raw("fan-out", f"{events:,} events x {webhooks} webhooks", env, events * webhooks)
-
-    def latency(self) -> None:
-        """Produce-to-arrival latency at 500 and 2,000 events per second."""
-        for rate in (500.0, 2000.0):
-            env = self.environment()
-            webhook = env.add_webhook(self.sink.url("/timed"))
-            figures = latency(env, self.sink, webhook, rate, self.sizes.latency_seconds)
-            target = {"p50": "≤ 10 ms", "p99": "≤ 50 ms"} if rate == 500 else {}
-            for name in ("p50", "p99", "max"):
-                label = f"{rate:.0f} ev/s {name}"
-                self.results.add(Figure("latency", label, figures[name], "ms", "", target.get(name, "")))
-
-    def memory(self) -> None:
-        """Peak RSS draining a large backlog."""
-        count = self.sizes.backlog_events
-        env = self.environment()
-        env.add_webhook(self.sink.url("/backlog"))
-        fill(self.bootstrap, env.settings.source_topic, count)
-        run = drain(env, self.sink, count, timeout=3600)
-        label = f"peak RSS draining {count:,} events"
-        self.results.add(
-            Figure("memory", label, run.peak_rss_mb, "MiB", f"{run.rate:,.0f} del/s", "≤ 250 MB")
-        )
+        fill(self.bootstrap, env.settings.source_topic, events, compression="none")
+        label = f"{events:,} events x {webhooks} webhooks"
+        self.against_raw("fan-out", label, env, events * webhooks, target="≥ 60 %")
 
     def isolation(self) -> None:
         """A healthy webhook's rate beside one whose endpoint never answers, versus alone."""
         count = self.sizes.isolation_events
         alone_env = self.environment()
         alone_env.add_webhook(self.sink.url("/alone"))
-        fill(self.bootstrap, alone_env.settings.source_topic, count)
+        fill(self.bootstrap, alone_env.settings.source_topic, count, compression="none")
         alone = drain(alone_env, self.sink, count, timeout=1800)
         env = self.environment()
         env.add_webhook(self.sink.url("/healthy"), name="healthy")
         env.add_webhook(self.hole.url(), name="dead")
-        fill(self.bootstrap, env.settings.source_topic, count)
+        fill(self.bootstrap, env.settings.source_topic, count, compression="none")
         beside = drain(env, self.sink, count, timeout=1800)
-        self.results.add(Figure("isolation", "healthy webhook alone", alone.steady, "del/s"))
+        add = self.results.add
+        add(Figure("isolation", "healthy webhook alone", alone.steady, "del/s", cpu=alone.cpu))
         ratio = _pct(beside.steady, alone.steady, "of alone")
+        add(
+            Figure(
+                "isolation",
+                "healthy beside a never-answering one",
+                beside.steady,
+                "del/s",
+                ratio,
+                beside.cpu,
+                "≥ 90 %",
+            )
+        )
+
+    def latency(self) -> None:
+        """Produce-to-arrival latency at 1,000 and 5,000 events per second."""
+        for rate, p99 in ((1000.0, "≤ 20 ms"), (5000.0, "≤ 50 ms")):
+            env = self.environment()
+            webhook = env.add_webhook(self.sink.url("/timed"))
+            figures = latency(env, self.sink, webhook, rate, self.sizes.latency_seconds)
+            for name in ("p50", "p99", "max"):
+                target = p99 if name == "p99" else ""
+                label = f"{rate:,.0f} ev/s offered, {name}"
+                self.results.add(Figure("latency", label, figures[name], "ms", target=target))
+
+    def memory(self) -> None:
+        """Peak RSS draining a large backlog."""
+        count = self.sizes.backlog_events
+        env = self.environment()
+        env.add_webhook(self.sink.url("/backlog"))
+        fill(self.bootstrap, env.settings.source_topic, count, compression="none")
+        run = drain(env, self.sink, count, timeout=3600)
+        label = f"peak RSS draining {count:,} uncompressed events"
         self.results.add(
-            Figure("isolation", "healthy beside a dead endpoint", beside.steady, "del/s", ratio, "≥ 80 %")
+            Figure("memory", label, run.peak_rss_mb, "MiB", f"{run.steady:,.0f} del/s", run.cpu, "≤ 150 MB")
+        )
+
+    def processes(self) -> None:
+        """The same backlog drained by one process and by two (members of one group)."""
+        count = self.sizes.processes_events
+        runs = []
+        for processes in (1, 2):
+            env = self.environment()
+            env.add_webhook(self.sink.url(f"/processes-{processes}"))
+            fill(self.bootstrap, env.settings.source_topic, count, compression="none")
+            label = f"{count:,} events, --processes {processes}"
+            runs.append(self.against_raw("processes", label, env, count, processes=processes))
+        ratio = runs[1].steady / runs[0].steady if runs[0].steady else 0.0
+        self.results.add(
+            Figure(
+                "processes",
+                "two processes against one (2 cores shared with the broker and the sink)",
+                ratio,
+                "x",
+                target="≥ 1.6x where cores are free",
+            )
         )
 
 
@@ -408,7 +541,7 @@ def run_all(
 ) -> Results:
     """Run the scenarios (all, or ``only`` those named) and return the figures.
 
-    The raw limit is measured right before and right after each throughput run, and the run is compared
+    The raw loop is measured right before and right after each throughput run, and the run is compared
     with their mean: this machine's speed drifts by tens of percent over minutes.
     """
     with Nginx(work / "nginx") as sink, BlackHole() as hole:

@@ -9,12 +9,18 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, Message, Producer
 
 EVENT_BYTES = 1000
-ASSETS = 10_000
+ASSETS = 1_000
+HOT_ASSET = ASSETS  # with skewed keys, one asset in ten events
 
 
-def make_event(number: int, size: int = EVENT_BYTES) -> bytes:
-    """A valid ``asset.updated`` event of about ``size`` bytes for asset ``number % ASSETS``."""
-    asset = number % ASSETS
+def asset_of(number: int, *, skewed: bool = False) -> int:
+    """The asset of event ``number``: spread over ``ASSETS`` assets, or one in ten to ``HOT_ASSET``."""
+    return HOT_ASSET if skewed and number % 10 == 0 else number % ASSETS
+
+
+def make_event(number: int, size: int = EVENT_BYTES, *, skewed: bool = False) -> bytes:
+    """A valid ``asset.updated`` event of about ``size`` bytes for the asset ``asset_of(number)``."""
+    asset = asset_of(number, skewed=skewed)
     envelope = {
         "event": "asset.updated",
         "timestamp": "2026-11-28T12:00:00+00:00",
@@ -33,7 +39,7 @@ def make_event(number: int, size: int = EVENT_BYTES) -> bytes:
     return json.dumps(envelope, separators=(",", ":")).encode()
 
 
-def _producer(bootstrap: str, linger_ms: int) -> Producer:
+def _producer(bootstrap: str, linger_ms: int, compression: str = "lz4") -> Producer:
     return Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -41,15 +47,17 @@ def _producer(bootstrap: str, linger_ms: int) -> Producer:
             "acks": "all",
             "linger.ms": linger_ms,
             "batch.size": 1_000_000,
-            "compression.type": "lz4",
+            "compression.type": compression,
             "queue.buffering.max.messages": 1_000_000,
         }
     )
 
 
-def fill(bootstrap: str, topic: str, count: int) -> None:
-    """Publish ``count`` events to ``topic`` as fast as the broker takes them."""
-    producer = _producer(bootstrap, 50)
+def fill(bootstrap: str, topic: str, count: int, *, compression: str = "lz4", skewed: bool = False) -> None:
+    """Publish ``count`` events to ``topic`` as fast as the broker takes them (``compression``: the
+    producer's ``compression.type``, ``none`` for an uncompressed topic; ``skewed``: one asset has a tenth
+    of the events)."""
+    producer = _producer(bootstrap, 50, compression)
     failures: list[str] = []
 
     def report(error: KafkaError | None, _message: Message) -> None:
@@ -60,7 +68,10 @@ def fill(bootstrap: str, topic: str, count: int) -> None:
         while True:
             try:
                 producer.produce(
-                    topic, make_event(number), key=str(number % ASSETS).encode(), on_delivery=report
+                    topic,
+                    make_event(number, skewed=skewed),
+                    key=str(asset_of(number, skewed=skewed)).encode(),
+                    on_delivery=report,
                 )
                 break
             except BufferError:
@@ -81,9 +92,14 @@ class Sent:
     created: float
 
 
-def paced(bootstrap: str, topic: str, rate: float, seconds: float) -> list[Sent]:
+def paced_producer(bootstrap: str) -> Producer:
+    """The producer of ``paced``: uncompressed, without lingering (the latency is the service's). Reuse
+    it across calls: a new idempotent producer holds its first records for a second while it starts."""
+    return _producer(bootstrap, 0, "none")
+
+
+def paced(producer: Producer, topic: str, rate: float, seconds: float) -> list[Sent]:
     """Publish at ``rate`` events per second for ``seconds``, on a schedule (not send-after-reply)."""
-    producer = _producer(bootstrap, 0)
     sent: list[Sent] = []
 
     def report(error: KafkaError | None, message: Message) -> None:
@@ -97,7 +113,7 @@ def paced(bootstrap: str, topic: str, rate: float, seconds: float) -> list[Sent]
         due = started + number / rate
         while (wait := due - time.perf_counter()) > 0:
             producer.poll(min(wait, 0.001))
-        producer.produce(topic, make_event(number), key=str(number % ASSETS).encode(), on_delivery=report)
+        producer.produce(topic, make_event(number), key=str(asset_of(number)).encode(), on_delivery=report)
         producer.poll(0)
     producer.flush(60)
     return sent

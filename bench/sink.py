@@ -133,7 +133,14 @@ class BlackHole:
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
     ) -> None:
-        if self._server is not None:
-            self._server.close()
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        swallowing = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in swallowing:
+            task.cancel()
+        await asyncio.gather(*swallowing, return_exceptions=True)

@@ -37,13 +37,18 @@ def test_the_harness_runs_every_scenario_and_prints_the_table(env: TestEnv, post
     figures = json.loads(saved.read_text())["figures"]
     measures = [(figure["scenario"], figure["measure"]) for figure in figures]
     for scenario, start in [
-        ("throughput", "2,000 events"),
-        ("throughput", "same"),
+        ("throughput", "2,000 uncompressed events, 1 webhook"),
+        ("throughput", "2,000 lz4 events, 1 webhook"),
+        ("throughput", "same, one asset in ten events"),
+        ("throughput", "same, delivery log in PostgreSQL"),
+        ("throughput", "raw loop with the delivery path's HTTP client"),
         ("fan-out", "200 events x 5 webhooks"),
-        ("latency", "500 ev/s p99"),
-        ("latency", "2000 ev/s p50"),
-        ("memory", "peak RSS draining 5"),
-        ("isolation", "healthy beside a dead endpoint"),
+        ("isolation", "healthy beside a never-answering one"),
+        ("latency", "1,000 ev/s offered, p99"),
+        ("latency", "5,000 ev/s offered, p50"),
+        ("memory", "peak RSS draining 5,000"),
+        ("processes", "2,000 events, --processes 2"),
+        ("processes", "two processes against one"),
     ]:
         assert any(found == scenario and measure.startswith(start) for found, measure in measures), (
             start,
@@ -53,5 +58,6 @@ def test_the_harness_runs_every_scenario_and_prints_the_table(env: TestEnv, post
     assert all(figure["value"] > 0 for figure in figures if figure["unit"] != "ms"), figures
     assert all(figure["value"] >= 0 for figure in figures if figure["unit"] == "ms"), figures
     assert "deliveries_total{delivered} = " in done.stdout  # the metrics scraped during the run
+    assert "µs/delivery" in done.stdout  # every throughput figure beside its CPU
     assert "scenario" in done.stdout
     assert "target" in done.stdout
