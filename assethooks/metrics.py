@@ -7,6 +7,8 @@
 - ``assethooks_consumer_lag{group,topic,partition}``: records behind the end of each assigned partition;
 - ``assethooks_retry_backlog{topic}``: tasks waiting in each retry tier (the retrier group's lag);
 - ``assethooks_handoffs_total{topic}``: deliveries handed to a retry tier;
+- ``assethooks_redeliveries_skipped_total``: deliveries of records read again that the log holds an attempt
+  of, not sent again (retry tasks of deliveries already made included);
 - ``assethooks_dead_letters_total{kind}``: records this process put on the dead-letter topic;
 - ``assethooks_dead_letter_records``: records the dead-letter topic holds (from its offsets);
 - ``assethooks_webhooks_disabled_total``: webhooks switched off (410 Gone, or failing too long);
@@ -92,6 +94,12 @@ def handed_off(topic: str) -> None:
     child.inc()
 
 
+REDELIVERIES_SKIPPED = Counter(
+    "assethooks_redeliveries_skipped",
+    "Deliveries of records read again (after a crash, a restart or a rebalance) not sent again: the log "
+    "holds their attempt",
+    registry=REGISTRY,
+)
 DEAD_LETTERS = Counter(
     "assethooks_dead_letters", "Records put on the dead-letter topic", ["kind"], registry=REGISTRY
 )

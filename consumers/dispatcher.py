@@ -2,7 +2,8 @@
 
 Invalid records go to the dead-letter topic with their reason. Deliveries of one asset to one webhook
 start their first attempt in the order of the events (see ``consumers.lanes``); everything else runs
-concurrently.
+concurrently. A record read again after a crash, a restart or a rebalance sends only the deliveries the log
+holds no attempt of (``consumers.ledger``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from confluent_kafka import Message
 
 from assethooks.completion import Countdown, Done, follow
 from assethooks.errors import InvalidEventError
+from consumers.ledger import DeliveryLedger, RereadGate
 from consumers.pipeline import Delivery, DeliveryPipeline
 from consumers.runtime import coordinates
 from consumers.subscriptions import SubscriptionCache
@@ -36,9 +38,16 @@ def record_key(record: Message) -> str | None:
 class Dispatcher:
     """Turns each source record into its deliveries (a ``consumers.runtime.Handler``)."""
 
-    def __init__(self, pipeline: DeliveryPipeline, subscriptions: SubscriptionCache) -> None:
+    def __init__(
+        self, pipeline: DeliveryPipeline, subscriptions: SubscriptionCache, ledger: DeliveryLedger
+    ) -> None:
         self._pipeline = pipeline
         self._subscriptions = subscriptions
+        self._gate = RereadGate(ledger, pipeline.submit)
+
+    def assigned(self, partitions: list[tuple[str, int]]) -> None:
+        """Records read again on these partitions are checked against the delivery log first."""
+        self._gate.assigned(partitions)
 
     def schedule(self, record: Message, done: Done) -> None:
         """Start the work for one source record: its deliveries, or its dead letter."""
@@ -60,6 +69,8 @@ class Dispatcher:
             return
         key = record_key(record) or event.asset_key
         finished = done if len(webhooks) == 1 else Countdown(len(webhooks), done)
-        for webhook in webhooks:
-            delivery_id = delivery_id_for(source, webhook.id)
-            self._pipeline.submit(Delivery(webhook, body, name, key, delivery_id, 1, source, finished))
+        deliveries = [
+            Delivery(webhook, body, name, key, delivery_id_for(source, webhook.id), 1, source, finished)
+            for webhook in webhooks
+        ]
+        self._gate.take(source.topic, source.partition, source.offset, deliveries)

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +15,7 @@ from functools import partial
 
 from assethooks import metrics
 from assethooks.clock import Clock, utc_now
-from assethooks.completion import Countdown, Done, follow
+from assethooks.completion import Done, follow
 from assethooks.delivery import AttemptResult, HttpSender, build_request
 from assethooks.errors import (
     DeliveryFailedError,
@@ -37,6 +37,7 @@ from schemas.webhooks import Webhook
 log = logging.getLogger("assethooks.delivery")
 
 MAX_KEY_IN_LOG = 100
+RETRIES_REMEMBERED = 100_000  # deliveries whose last retry attempt this process remembers
 
 
 @dataclass(slots=True)  # not frozen: that makes creating one, on the hot path, several times slower
@@ -53,6 +54,7 @@ class Delivery:
     done: Done
     history: tuple[AttemptRecord, ...] = ()
     attempt_base: int = 0  # attempts made before the current budget
+    resend: bool = False  # an explicit re-send (``DeliveryTask.resend``), and its retries
     queued_at: float = 0.0  # when it entered its lane
 
     @property
@@ -75,6 +77,7 @@ class Delivery:
             asset_key=self.asset_key,
             attempt=attempt,
             attempt_base=self.attempt_base,
+            resend=self.resend,
             not_before=not_before,
             source=self.source,
             history=history,
@@ -112,6 +115,8 @@ class DeliveryPipeline:
         self._tier_topics: dict[float, str] = {}  # by delay: which tier's topic
         self._postponements: Counter[tuple[int, str]] = Counter()  # by webhook and reason, this second
         self._teller: asyncio.Task[None] | None = None
+        # The newest retry attempt made here of recent deliveries, and whether one succeeded.
+        self._retried: OrderedDict[str, tuple[int, bool]] = OrderedDict()
         self._lanes: Lanes[Delivery] = Lanes(
             workers=settings.max_in_flight_per_webhook,
             max_running=settings.max_requests,
@@ -154,6 +159,9 @@ class DeliveryPipeline:
 
     async def _attempt(self, delivery: Delivery) -> None:
         webhook_id = delivery.webhook.id
+        if delivery.attempt > 1 and (why := self._made_already(delivery)) is not None:
+            self.drop(delivery, why)
+            return
         now = time.monotonic()
         if not self._breakers.allow(webhook_id, now):
             wait = self._breakers.remaining(webhook_id, now)
@@ -232,12 +240,50 @@ class DeliveryPipeline:
                     "outcome": outcome,
                 },
             )
+        if delivery.attempt > 1:  # a retry: remembered, for another task of the same delivery
+            _made, succeeded = self._retried.pop(delivery.delivery_id, (0, False))
+            self._retried[delivery.delivery_id] = (delivery.attempt, succeeded or failure is None)
+            if len(self._retried) > RETRIES_REMEMBERED:
+                self._retried.popitem(last=False)
         if failure is None:
             self._log_writer.write(entry, delivery.done)
             return
-        both = Countdown(2, delivery.done)
-        self._log_writer.write(entry, both)
-        follow(self._hand_on(delivery, result, failure, now), both)
+        follow(self._hand_on_then_log(delivery, result, failure, now, entry), delivery.done)
+
+    async def _hand_on_then_log(
+        self,
+        delivery: Delivery,
+        result: AttemptResult,
+        failure: DeliveryFailedError,
+        now: datetime,
+        entry: LogEntry,
+    ) -> None:
+        """A failed attempt is logged once its delivery is handed on: a failure in the log means its retry
+        or dead letter exists, so a record read again after a crash does not hand it on twice."""
+        await self._hand_on(delivery, result, failure, now)
+        await self._log_writer.written(entry)
+
+    def _made_already(self, delivery: Delivery) -> str | None:
+        """Why a retry need not be attempted, by what this process did since it last asked the log: two
+        tasks of one delivery (a scheduled retry and a re-send by hand) can come due together, both before
+        either's attempt is in the log."""
+        attempt, succeeded = self._retried.get(delivery.delivery_id, (0, False))
+        if attempt >= delivery.attempt:
+            return f"attempt {delivery.attempt} was just made by another task of the same delivery"
+        if succeeded and not delivery.resend:
+            return "it was delivered already"
+        return None
+
+    def drop(self, delivery: Delivery, why: str) -> None:
+        """Do not attempt ``delivery`` (a retry made already): say why and count it done."""
+        metrics.REDELIVERIES_SKIPPED.inc()
+        log.info(
+            "dropped the retry of delivery %s (webhook %d): %s",
+            delivery.delivery_id,
+            delivery.webhook.id,
+            why,
+        )
+        delivery.done(None)
 
     def _postpone(
         self, delivery: Delivery, why: str = "the webhook is congested", at_least: float = 0

@@ -52,6 +52,9 @@ class Projector:
             await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
+    def assigned(self, partitions: list[tuple[str, int]]) -> None:
+        """Nothing to prepare: applying an event twice changes nothing."""
+
     def schedule(self, record: Message, done: Done) -> None:
         """Queue one record; ``done`` is called when its batch is committed."""
         item: ProjectedItem | None = None

@@ -3,9 +3,16 @@
 A tier partition whose head is not due yet is paused until it is (``Defer``); since every task of a tier
 waits about as long, the head is always the next one due. A task whose webhook was deleted or disabled
 meanwhile goes to the dead-letter topic, from where it can be replayed.
+
+Before an attempt the delivery log is asked (``consumers.ledger``): a task whose delivery succeeded since
+(a ``logs retry`` got there first), or whose attempt the log holds already (the task was read again after a
+crash), is dropped with a line saying why. Explicit re-sends (``logs retry``, ``dlq replay``, ``replay``)
+are dropped only in the second case: they are meant to send again.
 """
 
 from __future__ import annotations
+
+import logging
 
 from confluent_kafka import Message
 from pydantic import ValidationError
@@ -13,21 +20,33 @@ from pydantic import ValidationError
 from assethooks.clock import Clock, utc_now
 from assethooks.completion import Done, follow
 from consumers.dispatcher import record_key, source_of
+from consumers.ledger import DeliveryLedger
 from consumers.pipeline import Delivery, DeliveryPipeline
 from consumers.runtime import Defer
 from consumers.subscriptions import SubscriptionCache
 from schemas.tasks import TASK_HEADER, DeadLetterKind, DeliveryTask, header_value
+
+log = logging.getLogger(__name__)
 
 
 class Retrier:
     """Attempts retry tasks when they are due (a ``consumers.runtime.Handler``)."""
 
     def __init__(
-        self, pipeline: DeliveryPipeline, subscriptions: SubscriptionCache, *, clock: Clock = utc_now
+        self,
+        pipeline: DeliveryPipeline,
+        subscriptions: SubscriptionCache,
+        ledger: DeliveryLedger,
+        *,
+        clock: Clock = utc_now,
     ) -> None:
         self._pipeline = pipeline
         self._subscriptions = subscriptions
+        self._ledger = ledger
         self._clock = clock
+
+    def assigned(self, partitions: list[tuple[str, int]]) -> None:
+        """Nothing to prepare: each task is checked against the log when it is due."""
 
     def schedule(self, record: Message, done: Done) -> Defer | None:
         """Start the work for one retry record, or ``Defer`` until it is due."""
@@ -70,6 +89,30 @@ class Retrier:
             done=done,
             history=task.history,
             attempt_base=task.attempt_base,
+            resend=task.resend,
         )
-        self._pipeline.submit(delivery)
+        follow(self._unless_made(task, delivery), _only_errors(done))
         return None
+
+    async def _unless_made(self, task: DeliveryTask, delivery: Delivery) -> None:
+        """Submit ``delivery`` unless the log says it is done; then its ``done`` is called here."""
+        attempt, succeeded = (await self._ledger.logged([task.delivery_id])).get(task.delivery_id, (0, False))
+        why = None
+        if attempt >= task.attempt:
+            why = f"attempt {task.attempt} is in the log already (the task was read again)"
+        elif succeeded and not task.resend:
+            why = "it was delivered already"
+        if why is None:
+            self._pipeline.submit(delivery)
+        else:
+            self._pipeline.drop(delivery, why)
+
+
+def _only_errors(done: Done) -> Done:
+    """``done`` for a failure of the check itself (the delivery reports its own outcome)."""
+
+    def report(error: BaseException | None) -> None:
+        if error is not None:
+            done(error)
+
+    return report

@@ -55,7 +55,11 @@ class Defer:
 
 
 class Handler(Protocol):
-    """What a consumer group does with each record."""
+    """What a consumer group does with each record (``assigned`` is told of each new assignment first)."""
+
+    def assigned(self, partitions: list[TP]) -> None:
+        """Partitions (topic, partition) now assigned to this member; their records follow."""
+        ...
 
     def schedule(self, record: Message, done: Done) -> Defer | None:
         """Start the record's work and call ``done(None)`` once all its effects are durable (``done(error)``
@@ -303,6 +307,7 @@ class ConsumerRuntime:
                 self._stores.pop(tp, None)
         for tp in tps:
             self._parts[tp] = _Partition(tp)
+        self._handler.assigned(tps)
 
     async def _revoke(self, tps: list[TP], *, finish: bool) -> dict[TP, int]:
         parts = [part for part in (self._parts.pop(tp, None) for tp in tps) if part is not None]

@@ -32,6 +32,7 @@ from assethooks.store.migrate import require_current
 from assethooks.store.webhooks import WebhookStore
 from consumers.dispatcher import Dispatcher
 from consumers.health import WebhookHealth
+from consumers.ledger import DeliveryLedger
 from consumers.pipeline import DeliveryPipeline
 from consumers.projector import Projector
 from consumers.retrier import Retrier
@@ -55,6 +56,7 @@ class Services:
     pipeline: DeliveryPipeline
     subscriptions: SubscriptionCache
     projector: Projector
+    ledger: DeliveryLedger
 
 
 @asynccontextmanager
@@ -89,7 +91,8 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
                 projector = Projector(engine, FieldNames.from_settings(settings))
                 projector.start()
                 try:
-                    yield Services(settings, pipeline, subscriptions, projector)
+                    ledger = DeliveryLedger(engine)
+                    yield Services(settings, pipeline, subscriptions, projector, ledger)
                 finally:
                     await projector.close()
             finally:
@@ -141,12 +144,12 @@ def runtimes(shared: Services, roles: Collection[str]) -> list[ConsumerRuntime]:
         "dispatcher": (
             settings.dispatcher_group,
             [settings.source_topic],
-            Dispatcher(shared.pipeline, shared.subscriptions),
+            Dispatcher(shared.pipeline, shared.subscriptions, shared.ledger),
         ),
         "retrier": (
             settings.retrier_group,
             list(settings.retry_topics),
-            Retrier(shared.pipeline, shared.subscriptions),
+            Retrier(shared.pipeline, shared.subscriptions, shared.ledger),
         ),
         "projector": (settings.projector_group, [settings.source_topic], shared.projector),
     }

@@ -73,6 +73,7 @@ class DeliveryTask(BaseModel):
     asset_key: str | None
     attempt: int  # the number of the attempt this task is waiting for, from 2 up
     attempt_base: int = 0  # attempts made before the current budget (a replay grants a fresh one)
+    resend: bool = False  # an explicit re-send: sent even if the delivery succeeded before
     not_before: datetime
     source: SourceRef
     history: tuple[AttemptRecord, ...] = ()

@@ -28,6 +28,9 @@ class Handler:
         self._schedule = schedule
         self.done: Counter[tuple[int, int]] = Counter()
 
+    def assigned(self, partitions: list[tuple[str, int]]) -> None:
+        pass
+
     def schedule(self, record: Message, done: Done) -> Defer | None:
         work = self._schedule(self, record)
         if isinstance(work, Defer):

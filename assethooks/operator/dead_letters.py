@@ -189,7 +189,9 @@ def _send_back(
     made = max((item.attempt for item in task.history), default=task.attempt_base)
     # The log also knows the attempts made since it died (a `logs retry`, an earlier replay).
     made = max(made, numbers.get(task.delivery_id, 1) - 1)
-    again = task.model_copy(update={"attempt": made + 1, "attempt_base": made, "not_before": now})
+    again = task.model_copy(
+        update={"attempt": made + 1, "attempt_base": made, "resend": True, "not_before": now}
+    )
     writer.send(settings.retry_topics[0], record.value(), key=_key(record), headers=task_headers(again))
 
 

@@ -223,6 +223,7 @@ def _queue(
         asset_key=attempt.asset_id,
         attempt=number,
         attempt_base=number - 1,  # a fresh budget
+        resend=True,
         not_before=now,
         source=SourceRef(topic=topic, partition=partition, offset=offset),
     )

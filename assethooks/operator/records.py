@@ -3,6 +3,7 @@ and a synchronous producer whose ``flush`` says whether everything sent was ackn
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -92,12 +93,14 @@ def _read_partition(
     found: dict[Position, Message] = {}
     consumer.assign([TopicPartition(topic, partition, offsets[0])])
     index = 0
+    deadline = time.monotonic() + POLL_TIMEOUT  # moved on by every record of the partition
     while index < len(offsets):
         record = consumer.poll(POLL_TIMEOUT)
-        if record is None:
+        if record is None or time.monotonic() > deadline:
             break
         if record.partition() != partition:
-            continue
+            continue  # also errors of no partition (a broker going away): retried within the deadline
+        deadline = time.monotonic() + POLL_TIMEOUT
         if _ended(record):
             break
         offset = record.offset() or 0
@@ -132,13 +135,15 @@ def scan(
         consumer.assign(
             [TopicPartition(topic, partition, start.get(partition, OFFSET_BEGINNING)) for partition in todo]
         )
+        deadline = time.monotonic() + POLL_TIMEOUT  # moved on by every record or end of a partition
         while todo:
             record = consumer.poll(POLL_TIMEOUT)
-            if record is None:
+            if record is None or time.monotonic() > deadline:
                 raise KafkaUnavailableError(f"no records from {topic} within {POLL_TIMEOUT:g}s")
             partition = record.partition()
             if partition not in todo:
-                continue
+                continue  # also errors of no partition (a broker going away): retried within the deadline
+            deadline = time.monotonic() + POLL_TIMEOUT
             if _ended(record):
                 del todo[partition]
                 continue

@@ -158,6 +158,7 @@ class _NumberedWriter:
             event=event,
             asset_key=key,
             attempt=1,
+            resend=True,
             not_before=now,
             source=source,
         )

@@ -14,13 +14,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 
-from sqlalchemy import Engine, Select, delete, func, select
+from sqlalchemy import Engine, Select, case, delete, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 
 from assethooks.errors import NotFoundError, StoreUnavailableError
 from assethooks.store.db import guarded
-from assethooks.store.models import DeliveryLogRow
+from assethooks.store.models import DeliveryLogRow, LogPositionRow
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +54,80 @@ def _insert_statement(mark: str) -> str:
 
 
 def insert_entries(engine: Engine, entries: Sequence[LogEntry]) -> None:
-    """Insert ``entries`` in one transaction, with the driver's ``executemany`` (the hot path: no ORM)."""
+    """Insert ``entries`` in one transaction, with the driver's ``executemany`` (the hot path: no ORM), and
+    move each source partition's position (``log_positions``) up to the highest offset among them."""
     sqlite = engine.dialect.name == "sqlite"
-    statement = _insert_statement("?" if engine.dialect.paramstyle == "qmark" else "%s")
+    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    statement = _insert_statement(mark)
     rows = [_row(entry, sqlite) for entry in entries]
+    highest: dict[tuple[str, int], int] = {}
+    for entry in entries:
+        if entry.source_topic is not None and entry.source_partition is not None:
+            where = (entry.source_topic, entry.source_partition)
+            offset = entry.source_offset or 0
+            if offset > highest.get(where, -1):
+                highest[where] = offset
+    positions = [(topic, partition, offset) for (topic, partition), offset in highest.items()]
+    upsert = _position_statement(mark, "MAX" if sqlite else "GREATEST")
 
     def run() -> None:
         with engine.begin() as connection:
             connection.exec_driver_sql(statement, rows)
+            if positions:
+                connection.exec_driver_sql(upsert, positions)
 
     guarded(engine, run)
+
+
+def _position_statement(mark: str, greatest: str) -> str:
+    table = LogPositionRow.__tablename__
+    return (
+        f"INSERT INTO {table} (source_topic, source_partition, high_offset) VALUES ({mark}, {mark}, {mark}) "  # noqa: S608 (constants)
+        f"ON CONFLICT (source_topic, source_partition) DO UPDATE SET "
+        f"high_offset = {greatest}({table}.high_offset, excluded.high_offset)"
+    )
+
+
+def logged_positions(engine: Engine, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    """For each of ``partitions`` of ``topic`` that the log holds attempts of, the highest source offset."""
+    wanted = list(partitions)
+
+    def run() -> dict[int, int]:
+        statement = select(LogPositionRow.source_partition, LogPositionRow.high_offset).where(
+            LogPositionRow.source_topic == topic, LogPositionRow.source_partition.in_(wanted)
+        )
+        with engine.connect() as connection:
+            return {int(partition): int(offset) for partition, offset in connection.execute(statement)}
+
+    return guarded(engine, run) if wanted else {}
+
+
+def logged_deliveries(engine: Engine, delivery_ids: Iterable[str]) -> dict[str, tuple[int, bool]]:
+    """For each of ``delivery_ids`` the log holds attempts of: the highest attempt number logged, and whether
+    any attempt succeeded (one query on the ``delivery_id`` index)."""
+    wanted = list(set(delivery_ids))
+
+    def run() -> dict[str, tuple[int, bool]]:
+        found: dict[str, tuple[int, bool]] = {}
+        for start in range(0, len(wanted), _LOOKUP_BATCH):
+            statement = (
+                select(
+                    DeliveryLogRow.delivery_id,
+                    func.max(DeliveryLogRow.attempt),
+                    func.max(case((DeliveryLogRow.success, 1), else_=0)),
+                )
+                .where(DeliveryLogRow.delivery_id.in_(wanted[start : start + _LOOKUP_BATCH]))
+                .group_by(DeliveryLogRow.delivery_id)
+            )
+            with engine.connect() as connection:
+                for delivery_id, attempt, succeeded in connection.execute(statement):
+                    found[delivery_id] = (int(attempt), bool(succeeded))
+        return found
+
+    return guarded(engine, run) if wanted else {}
+
+
+_LOOKUP_BATCH = 500
 
 
 def _row(entry: LogEntry, sqlite: bool) -> tuple[object, ...]:
@@ -279,6 +343,21 @@ class DeliveryLogWriter:
         self._pending.append((entry, committed))
         if len(self._pending) == 1 or len(self._pending) >= self._batch_size:
             self._wake.set()
+
+    def written(self, entry: LogEntry) -> asyncio.Future[None]:
+        """Queue ``entry``; the future completes once it is committed (for paths that await, not hot ones)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def settle(error: BaseException | None) -> None:
+            if done.done():
+                return
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+        self.write(entry, settle)
+        return done
 
     async def _run(self) -> None:
         while not (self._closing and not self._pending):

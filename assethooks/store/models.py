@@ -103,6 +103,16 @@ class DeliveryLogRow(Base):
     created_at: Mapped[datetime]
 
 
+class LogPositionRow(Base):
+    """The highest source offset the delivery log holds an attempt of, per source partition."""
+
+    __tablename__ = "log_positions"
+
+    source_topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    source_partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    high_offset: Mapped[int] = mapped_column(BigInteger)
+
+
 class DeadLetterRow(Base):
     """A record of the dead-letter topic, indexed so that operators can list, replay or purge it.
 
