@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 
 from assethooks.durations import format_duration, parse_duration
 from assethooks.errors import ConfigError
+from assethooks.routing import Tiers
 
 ENV_PREFIX = "ASSETHOOKS_"
 
@@ -180,22 +181,26 @@ class Settings(BaseSettings):
         return tuple(self._tier_topics.values())
 
     @cached_property
-    def _tiers(self) -> tuple[float, ...]:
-        return tuple(sorted(set(self.retry_schedule)))
-
-    def tier_for(self, delay: float) -> float:
-        """The shortest tier whose waits (within the jitter) reach ``delay``, else the longest tier."""
-        reach = 1 + self.retry_jitter
-        return next((tier for tier in self._tiers if tier * reach >= delay), self._tiers[-1])
+    def tiers(self) -> Tiers:
+        """The retry tiers and their jitter (``assethooks.routing``)."""
+        return Tiers.of(self.retry_schedule, self.retry_jitter)
 
     def retry_topic_for(self, delay: float) -> str:
         """The topic of the retry tier that holds tasks for ``delay`` seconds."""
         found = self._tier_topics.get(delay)
         return found if found is not None else f"{self.retry_topic_prefix}.{format_duration(delay)}"
 
+    def tier_of(self, topic: str) -> float | None:
+        """The delay of the retry tier ``topic`` is the topic of (``None``: not a tier's)."""
+        return self._topic_tiers.get(topic)
+
     @cached_property
     def _tier_topics(self) -> dict[float, str]:
-        return {tier: f"{self.retry_topic_prefix}.{format_duration(tier)}" for tier in self._tiers}
+        return {tier: f"{self.retry_topic_prefix}.{format_duration(tier)}" for tier in self.tiers.delays}
+
+    @cached_property
+    def _topic_tiers(self) -> dict[str, float]:
+        return {topic: tier for tier, topic in self._tier_topics.items()}
 
     def describe(self) -> dict[str, str]:
         """Every setting as text, for display: secrets masked, durations in their short form."""

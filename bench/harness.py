@@ -240,7 +240,7 @@ def drain(
         _, last = wait_for(sink, before + deliveries, timeout=timeout, process=process)
         used = cpu_seconds(process.pid) - first_cpu
         rss = peak_rss_mb(process.pid)
-    counted = before + deliveries - first_count
+    counted = max(before + deliveries - first_count, 1)  # a small drain can end before it is first counted
     span = max(last - first_at, 1e-6)
     return Run(deliveries / (last - started), counted / span, used / span, used / counted * 1e6, rss)
 

@@ -24,7 +24,7 @@ from assethooks.errors import (
     RecordTooLargeError,
 )
 from assethooks.logging_setup import info_lines
-from assethooks.retry import next_retry
+from assethooks.routing import next_retry, postponement
 from assethooks.settings import Settings
 from assethooks.store.delivery_log import DeliveryLogWriter, LogEntry
 from consumers.breaker import Breakers, Transition
@@ -112,7 +112,6 @@ class DeliveryPipeline:
             max_cooldown=settings.breaker_max_cooldown,
         )
         self._info = info_lines(log)  # one INFO line per attempt, cheaply
-        self._tier_topics: dict[float, str] = {}  # by delay: which tier's topic
         self._postponements: Counter[tuple[int, str]] = Counter()  # by webhook and reason, this second
         self._teller: asyncio.Task[None] | None = None
         # The newest retry attempt made here of recent deliveries, and whether one succeeded.
@@ -285,21 +284,29 @@ class DeliveryPipeline:
         )
         delivery.done(None)
 
+    def requeue(self, task: DeliveryTask, body: bytes, tier: float, done: Done) -> None:
+        """Move a task that waits longer than its tier to the back of ``tier`` (``assethooks.routing``);
+        ``done`` once the tier has it."""
+        topic = self._settings.retry_topic_for(tier)
+        self._handoff.to_retry_then(topic, task, body, done)
+
     def _postpone(
         self, delivery: Delivery, why: str = "the webhook is congested", at_least: float = 0
     ) -> None:
         """Move a delivery its webhook cannot take now (congested, or its circuit is open) to the retry tier
         it would wait in (one that waits ``at_least`` seconds), without using an attempt; ``delivery.done``
         once the tier has it. No future or task: a dead endpoint sends every delivery of its webhook here."""
-        schedule = self._settings.retry_schedule
-        waited = delivery.attempt - delivery.attempt_base  # 1 for a first attempt
-        delay = max(schedule[min(max(waited - 2, 0), len(schedule) - 1)], at_least)
-        topic = self._tier_topics.get(delay)
-        if topic is None:
-            topic = self._tier_topics[delay] = self._settings.retry_topic_for(self._settings.tier_for(delay))
+        settings = self._settings
+        wait = postponement(
+            delivery.attempt - delivery.attempt_base,
+            settings.retry_schedule,
+            settings.tiers,
+            at_least=at_least,
+        )
+        topic = settings.retry_topic_for(wait.tier)
         task = delivery.task(
             attempt=delivery.attempt,
-            not_before=self._clock() + timedelta(seconds=delay),
+            not_before=self._clock() + timedelta(seconds=wait.delay),
             history=delivery.history,
         )
         self._postponements[(delivery.webhook.id, why)] += 1  # told once a second, not once a delivery
@@ -335,20 +342,24 @@ class DeliveryPipeline:
         )
         history = (*delivery.history, record)
         in_budget = delivery.attempt - delivery.attempt_base
-        step = next_retry(in_budget, self._settings.retry_schedule, self._settings.retry_jitter, self._draw())
+        settings = self._settings
+        step = next_retry(
+            in_budget,
+            settings.retry_schedule,
+            settings.tiers,
+            self._draw(),
+            retry_after=failure.retry_after,
+            retry_after_max=settings.retry_after_max,
+        )
         if isinstance(failure, EndpointGoneError):
             self._health.gone(
                 delivery.webhook.id, f"the endpoint answered 410 Gone at {now.isoformat(timespec='seconds')}"
             )
         if failure.retryable and step is not None:
-            delay = step.delay
-            if failure.retry_after is not None:  # the endpoint said when: not sooner (within reason)
-                delay = max(delay, min(failure.retry_after, self._settings.retry_after_max))
             task = delivery.task(
-                attempt=delivery.attempt + 1, not_before=now + timedelta(seconds=delay), history=history
+                attempt=delivery.attempt + 1, not_before=now + timedelta(seconds=step.delay), history=history
             )
-            tier = step.tier_delay if delay == step.delay else self._settings.tier_for(delay)
-            topic = self._settings.retry_topic_for(tier)
+            topic = settings.retry_topic_for(step.tier)
             try:
                 await self._handoff.to_retry(topic, task, delivery.body)
                 metrics.handed_off(topic)

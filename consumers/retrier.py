@@ -1,7 +1,8 @@
 """The retrier: reads the retry-tier topics and makes each task's next attempt when it is due.
 
-A tier partition whose head is not due yet is paused until it is (``Defer``); since every task of a tier
-waits about as long, the head is always the next one due. A task whose webhook was deleted or disabled
+A tier partition whose head is not due yet is paused until it is (``Defer``); a tier holds only waits
+within its band, so the head is about the next one due, and a task that waits longer than its tier hops to
+the back of one (``assethooks.routing``). A task whose webhook was deleted or disabled
 meanwhile goes to the dead-letter topic, from where it can be replayed.
 
 Before an attempt the delivery log is asked (``consumers.ledger``): a task whose delivery succeeded since
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka import Message
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 from pydantic import ValidationError
 
 from assethooks.clock import Clock, utc_now
 from assethooks.completion import Done, follow
+from assethooks.routing import Hop, Wait, in_tier
+from assethooks.settings import Settings
 from consumers.dispatcher import record_key, source_of
 from consumers.ledger import DeliveryLedger
 from consumers.pipeline import Delivery, DeliveryPipeline
@@ -37,10 +40,12 @@ class Retrier:
         pipeline: DeliveryPipeline,
         subscriptions: SubscriptionCache,
         ledger: DeliveryLedger,
+        settings: Settings,
         *,
         clock: Clock = utc_now,
     ) -> None:
         self._pipeline = pipeline
+        self._settings = settings
         self._subscriptions = subscriptions
         self._ledger = ledger
         self._clock = clock
@@ -64,9 +69,22 @@ class Retrier:
             )
             follow(dead, done)
             return None
+        now = self._clock().timestamp()
         due = task.not_before.timestamp()
-        if due > self._clock().timestamp():
-            return Defer(due)
+        if due > now:
+            tier = self._settings.tier_of(record.topic() or "")
+            kind, put_at_ms = record.timestamp()
+            put_at = min(put_at_ms / 1000, now) if kind != TIMESTAMP_NOT_AVAILABLE else now
+            step = (
+                Wait(due)
+                if tier is None
+                else in_tier(self._settings.tiers, tier, put_at=put_at, due=due, now=now)
+            )
+            if isinstance(step, Wait):
+                return Defer(step.until)
+            if isinstance(step, Hop) and body is not None:  # to the back of a tier: it holds no one back
+                self._pipeline.requeue(task, body, step.tier, done)
+                return None
         webhook = self._subscriptions.get(task.webhook_id)
         if webhook is None or not webhook.active or body is None:
             if body is None:

@@ -149,7 +149,7 @@ def runtimes(shared: Services, roles: Collection[str]) -> list[ConsumerRuntime]:
         "retrier": (
             settings.retrier_group,
             list(settings.retry_topics),
-            Retrier(shared.pipeline, shared.subscriptions, shared.ledger),
+            Retrier(shared.pipeline, shared.subscriptions, shared.ledger, settings),
         ),
         "projector": (settings.projector_group, [settings.source_topic], shared.projector),
     }

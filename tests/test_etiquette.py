@@ -73,6 +73,31 @@ def test_retry_after_delays_the_next_attempt_at_least_that_long(
     ]
 
 
+def test_one_endpoints_retry_after_does_not_hold_back_anothers_retries(
+    env: TestEnv, engine: Engine, receiver: Receiver, tmp_path: Path
+) -> None:
+    """A asks for an hour; its task waits in the longest tier, where B's third attempt queues behind it."""
+    add_webhook(engine, receiver.url("/a"))
+    add_webhook(engine, receiver.url("/b"))
+    receiver.plan("/a", then=Answer(429, {"Retry-After": "3600"}))
+    receiver.plan("/b", 500, 500, then=204)
+    publish(env, 1)
+    settings = env.with_(retry_schedule="1s,3s", retry_after_max="1h")
+    with service("all", settings.values, tmp_path / "run.log"):
+        first, second, third = receiver.wait_for(3, "/b", timeout=30)
+        wait_until(lambda: all_committed(env), what="the event to be done with")
+    assert [request.status for request in (first, second, third)] == [500, 500, 204]
+    assert [request.header("X-Asset-Webhook-Attempt") for request in (first, second, third)] == [
+        "1",
+        "2",
+        "3",
+    ]
+    assert third.at - second.at >= 3.0 * 0.8  # on schedule, and not sooner
+    assert len(receiver.requests("/a")) == 1  # A's hour is still running
+    listed = cli("dlq", "list", "--json", env=env.values)
+    assert json.loads(listed.out)["total"] == 0  # nor dead-lettered: it waits, hopping in the 3 s tier
+
+
 def test_410_gone_disables_the_webhook_and_says_why(
     env: TestEnv, engine: Engine, receiver: Receiver, tmp_path: Path
 ) -> None:

@@ -6,7 +6,9 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import random
 import uuid
+from collections import deque
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +18,7 @@ from assethooks.delivery import USER_AGENT, DeliveryRequest, build_request
 from assethooks.durations import format_duration, parse_duration, parse_moment, parse_time
 from assethooks.errors import BlockedDestinationError, ConfigError, InvalidEventError, InvalidWebhookError
 from assethooks.guard import address_allowed, check_host, parse_networks
-from assethooks.retry import next_retry
+from assethooks.routing import Attempt, Hop, Retry, Tiers, Wait, in_tier, next_retry, postponement
 from assethooks.signing import sign, signature_matches, verify_delivery
 from consumers.offsets import OffsetTracker
 from consumers.subscriptions import index_by_event
@@ -195,16 +197,85 @@ def test_delivery_ids_are_stable_per_event_and_webhook() -> None:
 
 def test_the_retry_schedule_walks_the_tiers_with_jitter_then_ends() -> None:
     schedule = (5.0, 300.0, 1800.0)
-    first = next_retry(1, schedule, 0.2, draw=0.5)
-    assert first is not None
-    assert (first.tier_delay, first.delay) == (5.0, 5.0)
-    low, high = next_retry(2, schedule, 0.2, draw=0.0), next_retry(2, schedule, 0.2, draw=0.999999)
+    tiers = Tiers.of(schedule, 0.2)
+    assert next_retry(1, schedule, tiers, draw=0.5) == Retry(5.0, 5.0)
+    low, high = next_retry(2, schedule, tiers, draw=0.0), next_retry(2, schedule, tiers, draw=0.999999)
     assert low is not None
     assert high is not None
-    assert low.delay == pytest.approx(240.0)
-    assert high.delay == pytest.approx(360.0, rel=1e-5)
-    assert next_retry(3, schedule, 0.2, draw=0.5) is not None
-    assert next_retry(4, schedule, 0.2, draw=0.5) is None
+    assert (low.tier, high.tier) == (300.0, 300.0)
+    assert low.delay == pytest.approx(270.0)  # ±20 %, at most ±30 s
+    assert high.delay == pytest.approx(330.0, rel=1e-5)
+    assert next_retry(3, schedule, tiers, draw=0.5) is not None
+    assert next_retry(4, schedule, tiers, draw=0.5) is None
+
+
+def test_a_retry_after_goes_to_the_longest_tier_whose_waits_end_before_it() -> None:
+    schedule = (1.0, 3.0)
+    tiers = Tiers.of(schedule, 0.2)
+    assert next_retry(1, schedule, tiers, 0.5, retry_after=2.0) == Retry(1.0, 2.0)  # hops once
+    assert next_retry(1, schedule, tiers, 0.5, retry_after=2.5) == Retry(3.0, 2.5)
+    assert next_retry(1, schedule, tiers, 0.5, retry_after=0.5) == Retry(1.0, 1.0)  # never sooner
+    assert next_retry(2, schedule, tiers, 0.5, retry_after=3600.0, retry_after_max=60.0) == Retry(3.0, 60.0)
+
+
+def test_no_task_waits_behind_one_due_later_by_more_than_twice_the_spread() -> None:
+    """One tier partition read head first, simulated: tasks of every kind of wait are put in it over time
+    (jittered steps, Retry-After values up to an hour); the reader attempts, waits for or hops its head."""
+    schedule = (1.0, 3.0, 600.0)
+    tiers = Tiers.of(schedule, 0.2)
+    rng = random.Random(7)
+    for tier in tiers.delays:
+        puts: deque[tuple[float, float]] = deque()  # (put_at, due), in time order
+        put_at = 0.0
+        for _ in range(500):
+            put_at += rng.random() * tier / 20
+            retry_after = rng.choice([None, rng.random() * 4 * tier, rng.random() * 3600])
+            step = next_retry(1, [tier], tiers, rng.random(), retry_after=retry_after)
+            assert step is not None
+            if step.tier == tier:
+                puts.append((put_at, put_at + step.delay))
+        queue: deque[tuple[float, float]] = deque()
+        exceptions: dict[float, float] = {}  # by due: hopped with a remainder no tier holds
+        now, late, attempted = 0.0, 0.0, 0
+        while puts or queue:
+            while puts and puts[0][0] <= now:
+                queue.append(puts.popleft())
+            if not queue:
+                now = puts[0][0]
+                continue
+            put, due = queue[0]
+            step_in = in_tier(tiers, tier, put_at=put, due=due, now=now)
+            if isinstance(step_in, Wait):  # Defer: the partition is read again at ``until``
+                assert step_in.until > now
+                now = step_in.until
+                continue
+            queue.popleft()
+            if isinstance(step_in, Hop):
+                if step_in.tier == tier:  # else it leaves this tier
+                    queue.append((now, due))
+                    shortest = tiers.delays[0]
+                    if due - now < shortest - tiers.spread(shortest):  # the stated exception
+                        exceptions[due] = now
+                continue
+            assert due <= now  # never early
+            if due in exceptions:
+                shortest = tiers.delays[0]
+                assert now - due <= shortest + tiers.spread(shortest)
+            else:
+                late = max(late, now - due)
+            attempted += 1
+        assert attempted > 100
+        assert late <= 2 * tiers.spread(tier) + 1e-3, (tier, late)
+
+
+def test_a_long_head_waits_only_as_long_as_those_behind_it_then_hops() -> None:
+    tiers = Tiers.of((1.0, 3.0), 0.2)
+    assert in_tier(tiers, 3.0, put_at=100.0, due=3700.0, now=100.0) == Wait(100.0 + 3.0 - 0.6)
+    assert in_tier(tiers, 3.0, put_at=100.0, due=3700.0, now=102.4) == Hop(3.0)
+    assert in_tier(tiers, 3.0, put_at=100.0, due=103.5, now=100.0) == Wait(103.5)
+    assert in_tier(tiers, 3.0, put_at=100.0, due=103.5, now=103.5) == Attempt()
+    assert in_tier(tiers, 1.0, put_at=100.0, due=102.0, now=100.8) == Hop(1.0)
+    assert postponement(1, (1.0, 3.0), tiers, at_least=2.5) == Retry(3.0, 2.5)
 
 
 def test_the_committable_offset_is_the_contiguous_completed_prefix() -> None:
