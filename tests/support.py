@@ -38,15 +38,19 @@ def free_port() -> int:
         return port
 
 
-def wait_until(check: Callable[[], T | None], *, timeout: float = 30.0, what: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+def wait_until(
+    check: Callable[[], T | None], *, timeout: float = 30.0, what: str | Callable[[], str] = "condition"
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` (or what it returns, then)
+    after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+            told = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {told}")
         time.sleep(POLL_INTERVAL)
 
 
@@ -191,7 +195,7 @@ class Receiver:
         wait_until(
             lambda: len(self.requests(path)) >= count,
             timeout=timeout,
-            what=f"{count} requests to {path or 'any path'} (got {len(self.requests(path))})",
+            what=lambda: f"{count} requests to {path or 'any path'} (got {len(self.requests(path))})",
         )
         return self.requests(path)
 

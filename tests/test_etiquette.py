@@ -131,8 +131,7 @@ def test_an_open_circuit_sends_nothing_until_its_probe_succeeds(
         opened = time.monotonic()
         publish(settings, 4, 5, 6, 7, 8)
         wait_until(lambda: all_committed(settings), what="the deliveries while open to be handed on")
-        assert time.monotonic() - opened < 8, "too slow to observe the open circuit"
-        assert len(receiver.requests("/flaky")) == 3  # none arrived while open
+        assert len(receiver.requests("/flaky")) == 3  # none arrived while open (a probe would be a 4th)
         receiver.plan("/flaky", then=200)
         wait_until(lambda: time.monotonic() - opened > 8.5, timeout=15, what="the cooldown to pass")
         publish(settings, 9)  # the probe
