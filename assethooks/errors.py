@@ -18,8 +18,7 @@
         │   └── TransportError           connection refused/reset, DNS failure, TLS failure
         └── PermanentDeliveryError       another attempt cannot succeed: straight to the DLQ
             ├── BlockedDestinationError  the URL resolves to an address deliveries may not reach
-            ├── EndpointGoneError        the endpoint answered 410 Gone: the webhook is disabled
-            └── WebhookUnavailableError  the webhook was deleted or disabled meanwhile
+            └── EndpointGoneError        the endpoint answered 410 Gone: the webhook is disabled
 
 Whether a failed attempt is retried is decided by its class, never by matching message text.
 """
@@ -124,7 +123,3 @@ class BlockedDestinationError(PermanentDeliveryError):
 
 class EndpointGoneError(PermanentDeliveryError):
     """The endpoint answered 410 Gone: it asks for no more deliveries, so the webhook is disabled."""
-
-
-class WebhookUnavailableError(PermanentDeliveryError):
-    """The webhook of a pending delivery was deleted or disabled."""

@@ -169,11 +169,6 @@ class Settings(BaseSettings):
             raise ValueError(f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql")
         return value
 
-    @property
-    def max_attempts(self) -> int:
-        """Attempts per delivery before it goes to the dead-letter topic."""
-        return 1 + len(self.retry_schedule)
-
     @cached_property
     def retry_topics(self) -> tuple[str, ...]:
         """The retry-tier topics, one per distinct delay, shortest delay first."""

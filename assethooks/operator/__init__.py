@@ -23,8 +23,3 @@ class Listing(Generic[T]):
     items: list[T]
     total: int
     exact: bool = True
-
-    @property
-    def cut(self) -> bool:
-        """True when the limit left matching rows out."""
-        return len(self.items) < self.total or not self.exact

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -55,16 +55,6 @@ def make_engine(raw_url: str) -> Engine:
 def describe(engine: Engine) -> str:
     """The engine's URL without its password, for messages."""
     return engine.url.render_as_string(hide_password=True)
-
-
-def check_connection(engine: Engine) -> None:
-    """Open one connection; raise ``StoreUnavailableError`` with one line when that fails."""
-    guarded(engine, lambda: _ping(engine))
-
-
-def _ping(engine: Engine) -> None:
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
 
 
 def guarded(engine: Engine, operation: Callable[[], T]) -> T:

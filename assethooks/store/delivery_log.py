@@ -133,7 +133,7 @@ _LOOKUP_BATCH = 500
 def _row(entry: LogEntry, sqlite: bool) -> tuple[object, ...]:
     """One entry as the driver takes it, in ``_COLUMNS`` order."""
     created: object = entry.created_at
-    if sqlite:  # as UTCDateTime stores it: SQLITE_TIME, in UTC
+    if sqlite:  # as UTCDateTime stores it: naive UTC text, YYYY-MM-DD HH:MM:SS.ffffff
         moment = entry.created_at if entry.created_at.tzinfo is UTC else entry.created_at.astimezone(UTC)
         created = moment.replace(tzinfo=None).isoformat(" ", "microseconds")
     return (
