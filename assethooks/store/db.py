@@ -1,8 +1,11 @@
-"""Engines for the SQL store: SQLite (WAL, busy timeout) by default, PostgreSQL through psycopg 3."""
+"""Engines for the SQL store: SQLite (WAL, busy timeout) by default, PostgreSQL through psycopg 3; turning
+outages into ``StoreUnavailableError``, and riding them out in the batch writers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -13,7 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from assethooks.errors import ConfigError, StoreUnavailableError
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
+
+OUTAGE_FIRST_PAUSE = 0.5  # seconds before a batch is written again; doubled each time up to the maximum
+OUTAGE_MAX_PAUSE = 10.0
 
 
 def database_url(raw: str) -> URL:
@@ -68,6 +76,24 @@ def guarded(engine: Engine, operation: Callable[[], T]) -> T:
             raise
         detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         raise StoreUnavailableError(f"cannot use the database {describe(engine)}: {detail}") from None
+
+
+async def write_through_outage(
+    write: Callable[[], Awaitable[T]], what: str, *, give_up: Callable[[], bool] = lambda: False
+) -> T:
+    """Await ``write()`` until it does not raise ``StoreUnavailableError``: while the database is unavailable,
+    log a warning naming ``what`` and try again after a pause that doubles up to ``OUTAGE_MAX_PAUSE``. The
+    error is raised once ``give_up()`` is true (after a failed try); other errors propagate at once."""
+    pause = OUTAGE_FIRST_PAUSE
+    while True:
+        try:
+            return await write()
+        except StoreUnavailableError as exc:
+            if give_up():
+                raise
+            log.warning("%s not written, retrying in %.1fs: %s", what, pause, exc)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, OUTAGE_MAX_PAUSE)
 
 
 @contextmanager

@@ -18,8 +18,9 @@ from sqlalchemy import Engine, Select, case, delete, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 
+from assethooks.completion import settle
 from assethooks.errors import NotFoundError, StoreUnavailableError
-from assethooks.store.db import guarded
+from assethooks.store.db import guarded, write_through_outage
 from assethooks.store.models import DeliveryLogRow, LogPositionRow
 
 log = logging.getLogger(__name__)
@@ -347,16 +348,7 @@ class DeliveryLogWriter:
     def written(self, entry: LogEntry) -> asyncio.Future[None]:
         """Queue ``entry``; the future completes once it is committed (for paths that await, not hot ones)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def settle(error: BaseException | None) -> None:
-            if done.done():
-                return
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(error)
-
-        self.write(entry, settle)
+        self.write(entry, partial(settle, done))
         return done
 
     async def _run(self) -> None:
@@ -376,22 +368,18 @@ class DeliveryLogWriter:
     async def _commit(self, batch: list[tuple[LogEntry, Committed]]) -> None:
         loop = asyncio.get_running_loop()
         entries = [entry for entry, _ in batch]
-        pause = 0.5
-        while True:
-            try:
-                await loop.run_in_executor(self._executor, insert_entries, self._engine, entries)
-                break
-            except StoreUnavailableError as exc:
-                if self._closing and loop.time() > self._give_up_at:
-                    for _, committed in batch:
-                        committed(exc)  # the records stay uncommitted and will be processed again
-                    return
-                log.warning("delivery log not written, retrying in %.1fs: %s", pause, exc)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 10.0)
-            except DBAPIError:  # a value the database refuses: keep every row that it accepts
-                await loop.run_in_executor(self._executor, self._insert_one_by_one, entries)
-                break
+        try:
+            await write_through_outage(
+                lambda: loop.run_in_executor(self._executor, insert_entries, self._engine, entries),
+                "delivery log",
+                give_up=lambda: self._closing and loop.time() > self._give_up_at,
+            )
+        except StoreUnavailableError as exc:
+            for _, committed in batch:
+                committed(exc)  # the records stay uncommitted and will be processed again
+            return
+        except DBAPIError:  # a value the database refuses: keep every row that it accepts
+            await loop.run_in_executor(self._executor, self._insert_one_by_one, entries)
         for _, committed in batch:
             committed(None)
 
