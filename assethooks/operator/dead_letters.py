@@ -10,7 +10,7 @@ acknowledged it. A crash in the middle leaves the rest pending; running the repl
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from assethooks.clock import utc_now
 from assethooks.durations import parse_moment
 from assethooks.errors import InvalidInputError, NotFoundError
-from assethooks.operator import COUNT_CAP, Listing
+from assethooks.operator import COUNT_CAP, Listing, Progress, no_progress
 from assethooks.operator.records import RecordWriter, partitions_of, read_at, scan, watermarks
 from assethooks.settings import Settings
 from assethooks.store import dead_letters as index
@@ -31,13 +31,8 @@ from assethooks.store.delivery_log import next_attempts
 from consumers.runtime import coordinates
 from schemas.tasks import DEAD_LETTER_HEADER, DeadLetter, header_value, task_headers
 
-Progress = Callable[[int], None]
 BATCH = 500
 MAX_TEXT = 100
-
-
-def _no_progress(_count: int) -> None:
-    pass
 
 
 def read_letter(record: Message) -> DeadLetter | None:
@@ -154,7 +149,7 @@ def replay(
     engine: Engine,
     entries: Sequence[DeadLetterEntry],
     now: datetime,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> DrainReport:
     """Send ``entries`` back through the pipeline and mark them replayed, batch by batch."""
     report = DrainReport(already=[entry for entry in entries if entry.status != DeadLetterStatus.PENDING])
