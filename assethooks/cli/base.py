@@ -15,30 +15,13 @@ import click
 from sqlalchemy import Engine
 
 from assethooks.cli.output import say
-from assethooks.errors import (
-    AssetHooksError,
-    ConfigError,
-    DeliveryFailedError,
-    InvalidInputError,
-    KafkaUnavailableError,
-    NotFoundError,
-    StoreUnavailableError,
-)
+from assethooks.errors import AssetHooksError, codes_for
 from assethooks.secrets import SecretBox
 from assethooks.settings import Settings, load_settings
 from assethooks.store.db import make_engine
 from assethooks.store.migrate import require_current
 from assethooks.store.webhooks import WebhookStore
 from schemas.webhooks import MAX_WEBHOOK_ID
-
-_EXIT_CODES: tuple[tuple[type[AssetHooksError], int], ...] = (
-    (ConfigError, 2),
-    (InvalidInputError, 2),
-    (NotFoundError, 3),
-    (KafkaUnavailableError, 4),
-    (StoreUnavailableError, 4),
-    (DeliveryFailedError, 5),
-)
 
 
 class App:
@@ -75,11 +58,6 @@ class App:
         """Release the database connections, if any were opened."""
         if "engine" in self.__dict__:
             self.engine.dispose()
-
-
-def exit_code_for(error: AssetHooksError) -> int:
-    """The process exit code for ``error``."""
-    return next((code for kind, code in _EXIT_CODES if isinstance(error, kind)), 1)
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)
@@ -189,6 +167,6 @@ class Group(Command, click.Group):
             return super().invoke(ctx)
         except AssetHooksError as exc:
             say(f"Error: {exc}", err=True)
-            ctx.exit(exit_code_for(exc))
+            ctx.exit(codes_for(exc).exit_code)
         except click.UsageError as exc:
             _usage_error(exc)
