@@ -112,17 +112,11 @@ def show(app: App, entry_id: int, as_json: bool) -> None:
     """Show one dead letter: why, every attempt, and the payload."""
     drain.sync(app.settings, app.migrated_engine)
     shown = drain.show(app.settings, app.migrated_engine, entry_id)
-    history = shown.letter.task.history if shown.letter and shown.letter.task else ()
-    payload = shown.body.decode("utf-8", errors="replace") if shown.body is not None else None
     if as_json:
-        attempts = [item.model_dump(mode="json") for item in history]
-        echo_json(
-            drain.plain_entry(shown.entry)
-            | {"history": attempts, "payload": payload, "in_topic": shown.in_topic}
-        )
+        echo_json(shown.plain())
         return
     echo_fields(drain.plain_entry(shown.entry))
-    if history:
+    if shown.history:
         click.echo("attempts:")
         rows = [
             {
@@ -132,11 +126,11 @@ def show(app: App, entry_id: int, as_json: bool) -> None:
                 "ms": f"{item.duration_ms:.0f}",
                 "error": item.error,
             }
-            for item in history
+            for item in shown.history
         ]
         echo_table(rows, ["attempt", "at", "code", "ms", "error"])
     click.echo("payload:")
-    say_text(_pretty(payload) if shown.in_topic else "(no longer in the topic: past its retention)")
+    say_text(_pretty(shown.payload) if shown.in_topic else "(no longer in the topic: past its retention)")
 
 
 def _pretty(payload: str | None) -> str:

@@ -29,7 +29,7 @@ from assethooks.store import dead_letters as index
 from assethooks.store.dead_letters import DeadLetterEntry, DeadLetterQuery, DeadLetterStatus
 from assethooks.store.delivery_log import next_attempts
 from consumers.runtime import coordinates
-from schemas.tasks import DEAD_LETTER_HEADER, DeadLetter, header_value, task_headers
+from schemas.tasks import DEAD_LETTER_HEADER, AttemptRecord, DeadLetter, header_value, task_headers
 
 BATCH = 500
 MAX_TEXT = 100
@@ -122,6 +122,24 @@ class ShownEntry:
     letter: DeadLetter | None
     body: bytes | None
     in_topic: bool
+
+    @property
+    def history(self) -> tuple[AttemptRecord, ...]:
+        """Every attempt of a dead delivery, oldest first; none for an invalid event."""
+        return self.letter.task.history if self.letter and self.letter.task else ()
+
+    @property
+    def payload(self) -> str | None:
+        """The record's value as text (undecodable bytes replaced), ``None`` when it has none."""
+        return self.body.decode("utf-8", errors="replace") if self.body is not None else None
+
+    def plain(self) -> dict[str, Any]:
+        """The entry, its attempts and its payload as JSON-ready values (``dlq show --json``, the API)."""
+        return plain_entry(self.entry) | {
+            "history": [item.model_dump(mode="json") for item in self.history],
+            "payload": self.payload,
+            "in_topic": self.in_topic,
+        }
 
 
 def show(settings: Settings, engine: Engine, entry_id: int) -> ShownEntry:

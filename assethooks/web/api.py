@@ -419,14 +419,7 @@ async def dlq_entry(request: web.Request) -> web.Response:
 
     def look() -> dict[str, Any]:
         drain.sync(admin.settings, admin.engine)
-        shown = drain.show(admin.settings, admin.engine, _id(request))
-        history = shown.letter.task.history if shown.letter and shown.letter.task else ()
-        payload = shown.body.decode("utf-8", errors="replace") if shown.body is not None else None
-        return drain.plain_entry(shown.entry) | {
-            "history": [item.model_dump(mode="json") for item in history],
-            "payload": payload,
-            "in_topic": shown.in_topic,
-        }
+        return drain.show(admin.settings, admin.engine, _id(request)).plain()
 
     return web.json_response({"entry": await _run(look)})
 
