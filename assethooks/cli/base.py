@@ -7,9 +7,9 @@ arguments that are not UTF-8 text — except file names, which may be any bytes 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 from sqlalchemy import Engine
@@ -61,6 +61,21 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_options(options: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
+    """One decorator for click options that several commands share, applied as if stacked in the order
+    listed."""
+
+    def decorate(function: F) -> F:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
 
 MAX_ID = 2**63 - 1  # BIGINT: log entry and dead-letter ids, and limits
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from assethooks.cli.base import ID, LIMIT, WEBHOOK_ID, App, Group, pass_app
+from assethooks.cli.base import ID, LIMIT, WEBHOOK_ID, App, Group, pass_app, with_options
 from assethooks.cli.output import (
     counted,
     echo_fields,
@@ -39,9 +39,7 @@ def selection_options(function: F) -> F:
         click.option("--since", help="Dead since: ISO 8601 or a duration ago (2h, 7d)."),
         click.option("--until", help="Dead before: ISO 8601 or a duration ago."),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    return with_options(options)(function)
 
 
 def _row(entry: DeadLetterEntry) -> dict[str, Any]:

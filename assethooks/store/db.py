@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Select, create_engine, event, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -76,6 +76,19 @@ def guarded(engine: Engine, operation: Callable[[], T]) -> T:
             raise
         detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         raise StoreUnavailableError(f"cannot use the database {describe(engine)}: {detail}") from None
+
+
+def capped_count(engine: Engine, matching: Select[Any], cap: int) -> tuple[int, bool]:
+    """How many rows ``matching`` selects (best one narrow column, unordered), counting at most ``cap``
+    rows so that the cost stays bounded: ``(count, exact)``; ``exact`` is false when there are more."""
+    statement = select(func.count()).select_from(matching.limit(cap + 1).subquery())
+
+    def run() -> int:
+        with Session(engine) as session:
+            return int(session.scalar(statement) or 0)
+
+    found = guarded(engine, run)
+    return min(found, cap), found <= cap
 
 
 async def write_through_outage(

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, aliased
 
 from assethooks.completion import settle
 from assethooks.errors import NotFoundError, StoreUnavailableError
-from assethooks.store.db import guarded, write_through_outage
+from assethooks.store.db import capped_count, guarded, write_through_outage
 from assethooks.store.models import DeliveryLogRow, LogPositionRow
 
 log = logging.getLogger(__name__)
@@ -221,15 +221,8 @@ def query_attempts(engine: Engine, query: LogQuery) -> list[LoggedAttempt]:
 def count_attempts(engine: Engine, query: LogQuery, *, cap: int) -> tuple[int, bool]:
     """How many logged attempts match ``query`` (its limit aside), counting at most ``cap`` rows so that
     the cost stays bounded: ``(count, exact)``; ``exact`` is false when there are more than ``cap``."""
-    matching = _select(replace(query, limit=cap + 1)).with_only_columns(DeliveryLogRow.id).order_by(None)
-    statement = select(func.count()).select_from(matching.subquery())
-
-    def run() -> int:
-        with Session(engine) as session:
-            return int(session.scalar(statement) or 0)
-
-    found = guarded(engine, run)
-    return min(found, cap), found <= cap
+    matching = _select(replace(query, limit=None)).with_only_columns(DeliveryLogRow.id).order_by(None)
+    return capped_count(engine, matching, cap)
 
 
 def next_attempts(engine: Engine, delivery_ids: Iterable[str]) -> dict[str, int]:
