@@ -1,7 +1,8 @@
 """Completion without a future per item: the hot paths report "done" through plain callbacks.
 
 ``Done`` is called once, with ``None`` when the work's effects are durable or with the error that stopped
-them. ``follow`` turns a coroutine's end into such a call; ``Countdown`` waits for several.
+them. ``follow`` turns a coroutine's end into such a call; ``Countdown`` waits for several; ``settle`` turns
+such a call back into a future's result, for the paths that await.
 """
 
 from __future__ import annotations
@@ -24,6 +25,17 @@ def follow(work: Awaitable[None], done: Done) -> None:
         done(RuntimeError("work cancelled") if finished.cancelled() else finished.exception())
 
     future.add_done_callback(report)
+
+
+def settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    """Complete ``future`` as a ``Done`` call reports: with ``error``, or with ``None`` when there is none.
+    A future already done (its waiter cancelled it) is left alone."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 class Countdown:

@@ -18,13 +18,16 @@
         │   └── TransportError           connection refused/reset, DNS failure, TLS failure
         └── PermanentDeliveryError       another attempt cannot succeed: straight to the DLQ
             ├── BlockedDestinationError  the URL resolves to an address deliveries may not reach
-            ├── EndpointGoneError        the endpoint answered 410 Gone: the webhook is disabled
-            └── WebhookUnavailableError  the webhook was deleted or disabled meanwhile
+            └── EndpointGoneError        the endpoint answered 410 Gone: the webhook is disabled
 
-Whether a failed attempt is retried is decided by its class, never by matching message text.
+Whether a failed attempt is retried is decided by its class, never by matching message text. What an error
+means to a caller is decided by its class too: ``ERROR_CODES`` gives each its exit code in the CLI and its
+HTTP status in the admin API, one table for both.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 
 class AssetHooksError(Exception):
@@ -126,5 +129,25 @@ class EndpointGoneError(PermanentDeliveryError):
     """The endpoint answered 410 Gone: it asks for no more deliveries, so the webhook is disabled."""
 
 
-class WebhookUnavailableError(PermanentDeliveryError):
-    """The webhook of a pending delivery was deleted or disabled."""
+class Codes(NamedTuple):
+    """What an error means outside the process: the CLI's exit code and the admin API's HTTP status."""
+
+    exit_code: int
+    http_status: int
+
+
+# Most specific first. ConfigError reaches the API as a setting-style value in a request (a malformed time).
+ERROR_CODES: tuple[tuple[type[AssetHooksError], Codes], ...] = (
+    (ConfigError, Codes(2, 400)),
+    (InvalidInputError, Codes(2, 400)),
+    (NotFoundError, Codes(3, 404)),
+    (KafkaUnavailableError, Codes(4, 503)),
+    (StoreUnavailableError, Codes(4, 503)),
+    (DeliveryFailedError, Codes(5, 502)),  # the endpoint, upstream of us, did not accept the delivery
+)
+UNEXPECTED = Codes(1, 500)  # any other error: a bug, or a failure nobody planned for
+
+
+def codes_for(error: AssetHooksError) -> Codes:
+    """The exit code and HTTP status of ``error``, by its class."""
+    return next((codes for kind, codes in ERROR_CODES if isinstance(error, kind)), UNEXPECTED)

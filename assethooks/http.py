@@ -250,11 +250,6 @@ class HttpClient:
         """Open connections waiting for a request."""
         return sum(not connection.closed for idle in self._idle.values() for connection in idle)
 
-    @property
-    def busy_connections(self) -> int:
-        """Connections carrying a request."""
-        return len(self._busy)
-
     def target(self, url: str) -> _Target:
         """``url`` parsed for sending (remembered); ``PermanentDeliveryError`` when it cannot be used."""
         found = self._targets.get(url)

@@ -1,7 +1,9 @@
 """The one settings object: typed, frozen, read from ``ASSETHOOKS_*`` environment variables.
 
-Secrets (the database password, later Kafka credentials) are ``SecretStr`` so they never show in ``repr``;
-``describe()`` renders every setting for ``assethooks config`` with secrets masked.
+Secrets (the database URL for its password, the SASL password, the TLS key's password, the encryption
+keys, the admin token) are ``SecretStr`` so they never show in ``repr``; ``describe()`` renders every
+setting for ``assethooks config`` with secrets masked. Durations are read as ``30s``, ``5m``, ``2h``, ``7d``
+or seconds; the retry tiers (their delays and topic names) are derived from ``retry_schedule``.
 """
 
 from __future__ import annotations
@@ -169,11 +171,6 @@ class Settings(BaseSettings):
         if url.get_backend_name() not in {"sqlite", "postgresql"}:
             raise ValueError(f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql")
         return value
-
-    @property
-    def max_attempts(self) -> int:
-        """Attempts per delivery before it goes to the dead-letter topic."""
-        return 1 + len(self.retry_schedule)
 
     @cached_property
     def retry_topics(self) -> tuple[str, ...]:

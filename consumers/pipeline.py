@@ -196,9 +196,9 @@ class DeliveryPipeline:
         elif changed is Transition.CLOSED:
             metrics.OPEN_CIRCUITS.dec()
             log.warning("circuit closed for webhook %d: deliveries are sent again", webhook_id)
-        self._settle(delivery, result, attempted)
+        self._log_and_hand_on(delivery, result, attempted)
 
-    def _settle(self, delivery: Delivery, result: AttemptResult, now: datetime) -> None:
+    def _log_and_hand_on(self, delivery: Delivery, result: AttemptResult, now: datetime) -> None:
         """Log the attempt (made at ``now``) and, when it failed, hand the delivery on; ``delivery.done`` is
         called once both are durable (the caller does not wait: the lane goes on with its next delivery)."""
         failure = result.failure

@@ -8,8 +8,8 @@ it applied), so a redelivery or a rebuild from the start gives the same state.
 from __future__ import annotations
 
 import asyncio
-import logging
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from confluent_kafka import Message
 from sqlalchemy import Engine
@@ -17,13 +17,12 @@ from sqlalchemy import Engine
 from assethooks.alerts import FieldNames
 from assethooks.clock import Clock, utc_now
 from assethooks.completion import Done
-from assethooks.errors import InvalidEventError, StoreUnavailableError
+from assethooks.errors import InvalidEventError
 from assethooks.store.assets import ProjectedItem, project
+from assethooks.store.db import write_through_outage
 from consumers.dispatcher import record_key
 from consumers.runtime import coordinates
 from schemas.events import parse_event
-
-log = logging.getLogger(__name__)
 
 
 class Projector:
@@ -70,28 +69,21 @@ class Projector:
         self._wake.set()
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
             await asyncio.sleep(self._interval)
             batch, self._pending = self._pending, []
             items = [item for item, _ in batch if item is not None]
-            pause = 0.5
-            while True:
-                try:
-                    await loop.run_in_executor(
-                        self._executor, project, self._engine, items, self._fields, self._clock()
-                    )
-                    break
-                except StoreUnavailableError as exc:
-                    log.warning("projection not written, retrying in %.1fs: %s", pause, exc)
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, 10.0)
-                except Exception as exc:  # a bug: these records must not be committed
-                    for _, done in batch:
-                        done(exc)
-                    batch = []
-                    break
+            try:
+                await write_through_outage(partial(self._apply, items), "projection")
+            except Exception as exc:  # a bug: these records must not be committed
+                for _, done in batch:
+                    done(exc)
+                continue
             for _, done in batch:
                 done(None)
+
+    async def _apply(self, items: list[ProjectedItem]) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, project, self._engine, items, self._fields, self._clock())

@@ -1,4 +1,4 @@
-"""The at-least-once consumer runtime shared by the dispatcher and the retrier.
+"""The at-least-once consumer runtime shared by the dispatcher, the retrier and the projector.
 
 One thread owns the confluent-kafka consumer (every call to it, rebalance callbacks included, happens
 there); the asyncio loop runs the handler's work. The contract:

@@ -1,7 +1,13 @@
-"""Assembles the long-running processes: ``dispatcher``, ``retrier`` or ``all`` (both in one process).
+"""Assembles one member of the consumer groups: the ``dispatcher``, the ``retrier``, the ``projector``, or
+any of them together in one process (``run all``: all three); ``run … --processes N`` starts N such members
+under ``consumers.supervisor``.
 
 Start-up checks fail fast with one clear line: the database schema is current, Kafka answers, and the
-topics exist (created when missing).
+topics exist (created when missing). The groups of a process share one ``Services``: the webhook
+subscriptions, the delivery pipeline (HTTP sender, delivery-log writer, hand-off producer, webhook health),
+the projector and the delivery ledger. Besides the groups, a process purges the delivery log past
+``log_retention`` once a day and, with a metrics port, serves ``/metrics`` and keeps the dead-letter
+topic's size measured. One group failing stops the others, which finish their work first.
 """
 
 from __future__ import annotations

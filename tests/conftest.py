@@ -169,6 +169,15 @@ def env(kafka_bootstrap: str, tmp_path: Path) -> TestEnv:
 
 
 @pytest.fixture
+def store_env(env: TestEnv, store_url: str) -> TestEnv:
+    """Settings whose database is a fresh, migrated store (SQLite or PostgreSQL)."""
+    engine = make_engine(store_url)
+    upgrade(engine)
+    engine.dispose()
+    return env.with_(database_url=store_url)
+
+
+@pytest.fixture
 def engine(env: TestEnv) -> Iterator[Engine]:
     """The test's migrated SQLite store, with its topics created."""
     store = make_engine(env["database_url"])

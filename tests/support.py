@@ -17,10 +17,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+if TYPE_CHECKING:
+    from tests.conftest import TestEnv
 
 T = TypeVar("T")
 
@@ -363,3 +366,16 @@ def committed_to_end(bootstrap: str, group: str, topic: str) -> bool:
     """
     offsets = committed_offsets(bootstrap, group, topic).values()
     return all(high == 0 or offset >= high for offset, high in offsets)
+
+
+def records_in(env: TestEnv, topic: str) -> int:
+    """How many records ``topic`` holds (the sum of its partitions' high watermarks)."""
+    consumer = Consumer({"bootstrap.servers": env["kafka_bootstrap"], "group.id": "watermarks"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+            for partition in partitions
+        )
+    finally:
+        consumer.close()

@@ -17,7 +17,6 @@ from sqlalchemy import Engine
 from assethooks.cli import main
 from assethooks.store.db import make_engine
 from assethooks.store.delivery_log import LogEntry, insert_entries
-from assethooks.store.migrate import upgrade
 from schemas.tasks import (
     AttemptRecord,
     DeadLetter,
@@ -35,15 +34,6 @@ TOO_BIG = str(2**63)
 # Text a receiver or an upstream system could send: a screen clear, a window title, a bell, a bidi override.
 HOSTILE = "ok\x1b[2J\x1b]0;pwned\x07 \u202etxt.exe"
 HOSTILE_SHOWN = "ok\\x1b[2J\\x1b]0;pwned\\x07 \\u202etxt.exe"
-
-
-@pytest.fixture
-def store_env(env: TestEnv, store_url: str) -> TestEnv:
-    """Settings whose database is a fresh, migrated store (SQLite or PostgreSQL)."""
-    engine = make_engine(store_url)
-    upgrade(engine)
-    engine.dispose()
-    return env.with_(database_url=store_url)
 
 
 def run(on: TestEnv, *args: str) -> Result:

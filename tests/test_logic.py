@@ -16,7 +16,20 @@ import pytest
 
 from assethooks.delivery import USER_AGENT, DeliveryRequest, build_request
 from assethooks.durations import format_duration, parse_duration, parse_moment, parse_time
-from assethooks.errors import BlockedDestinationError, ConfigError, InvalidEventError, InvalidWebhookError
+from assethooks.errors import (
+    ERROR_CODES,
+    UNEXPECTED,
+    BlockedDestinationError,
+    ConfigError,
+    HttpStatusError,
+    InvalidEventError,
+    InvalidWebhookError,
+    KafkaUnavailableError,
+    NotFoundError,
+    RecordTooLargeError,
+    StoreUnavailableError,
+    codes_for,
+)
 from assethooks.guard import address_allowed, check_host, parse_networks
 from assethooks.routing import Attempt, Hop, Retry, Tiers, Wait, in_tier, next_retry, postponement
 from assethooks.signing import sign, signature_matches, verify_delivery
@@ -398,3 +411,17 @@ def test_a_receiver_verifies_signature_and_timestamp() -> None:
     rotating = {**good, "X-Asset-Webhook-Signature-Next": sign("new", body)}
     assert verify_delivery("new", body, rotating, now=1000) is None
     assert verify_delivery("s", body, rotating, now=1000) is None
+
+
+def test_one_table_gives_an_error_its_exit_code_and_http_status() -> None:
+    assert codes_for(InvalidEventError("bad")) == (2, 400)
+    assert codes_for(ConfigError("bad")) == (2, 400)
+    assert codes_for(NotFoundError("gone")) == (3, 404)
+    assert codes_for(KafkaUnavailableError("down")) == (4, 503)
+    assert codes_for(StoreUnavailableError("down")) == (4, 503)
+    assert codes_for(HttpStatusError("HTTP 500", status_code=500)) == (5, 502)
+    assert codes_for(BlockedDestinationError("blocked")) == (5, 502)
+    assert codes_for(RecordTooLargeError("big")) == UNEXPECTED == (1, 500)
+    # the CLI and the API agree: an exit code always stands for the same HTTP status
+    statuses = {codes.exit_code: codes.http_status for _, codes in ERROR_CODES}
+    assert len(statuses) == len({codes for _, codes in ERROR_CODES})

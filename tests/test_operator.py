@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from sqlalchemy import Engine
 
 from assethooks.cli import main
@@ -35,7 +35,16 @@ from schemas.tasks import (
 )
 from schemas.webhooks import Webhook, validate_webhook
 from tests.conftest import TestEnv
-from tests.support import Receiver, cli, committed_offsets, committed_to_end, read_topic, service, wait_until
+from tests.support import (
+    Receiver,
+    cli,
+    committed_offsets,
+    committed_to_end,
+    read_topic,
+    records_in,
+    service,
+    wait_until,
+)
 
 NOW = datetime.now(UTC)
 
@@ -489,18 +498,6 @@ def retry_tasks(env: TestEnv, count: int) -> list[DeliveryTask]:
     assert records_in(env, topic) == count
     tasks = [DeliveryTask.model_validate_json(header_value(r.headers(), TASK_HEADER) or b"") for r in records]
     return sorted(tasks, key=lambda task: (task.delivery_id, task.attempt))
-
-
-def records_in(env: TestEnv, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": env["kafka_bootstrap"], "group.id": "watermarks"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
-            for partition in partitions
-        )
-    finally:
-        consumer.close()
 
 
 def test_unknown_dead_letter_ids_exit_3_and_entries_already_done_say_so(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from assethooks.kafka import ensure_topics
 from tests.conftest import TestEnv
-from tests.support import cli, read_topic
+from tests.support import cli, read_topic, records_in
 
 VALID = (
     '{"event":"asset.created","timestamp":"2025-02-04T12:00:00+00:00","source":"perfex_assets_module",'
@@ -31,19 +31,6 @@ def keyed(records: list[Message]) -> dict[bytes, bytes]:
         assert value is not None
         found[key] = value
     return found
-
-
-def records_in(env: TestEnv, topic: str) -> int:
-    """How many records ``topic`` holds (the sum of its partitions' high watermarks)."""
-    consumer = Consumer({"bootstrap.servers": env["kafka_bootstrap"], "group.id": "watermarks"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
-            for partition in partitions
-        )
-    finally:
-        consumer.close()
 
 
 def test_a_json_lines_file_with_invalid_lines_names_them_and_sends_nothing(

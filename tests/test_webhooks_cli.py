@@ -12,17 +12,7 @@ from click.testing import CliRunner, Result
 from assethooks.cli import main
 from assethooks.store.db import make_engine
 from assethooks.store.delivery_log import DeliveryLogWriter, LogEntry, recent_entries
-from assethooks.store.migrate import upgrade
 from tests.conftest import TestEnv
-
-
-@pytest.fixture
-def store_env(env: TestEnv, store_url: str) -> TestEnv:
-    """Settings whose database is a fresh, migrated store (SQLite or PostgreSQL)."""
-    engine = make_engine(store_url)
-    upgrade(engine)
-    engine.dispose()
-    return env.with_(database_url=store_url)
 
 
 def run(store_env: TestEnv, *args: str, stdin: str | None = None) -> Result:

@@ -7,38 +7,21 @@ arguments that are not UTF-8 text — except file names, which may be any bytes 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 from sqlalchemy import Engine
 
 from assethooks.cli.output import say
-from assethooks.errors import (
-    AssetHooksError,
-    ConfigError,
-    DeliveryFailedError,
-    InvalidInputError,
-    KafkaUnavailableError,
-    NotFoundError,
-    StoreUnavailableError,
-)
+from assethooks.errors import AssetHooksError, codes_for
 from assethooks.secrets import SecretBox
 from assethooks.settings import Settings, load_settings
 from assethooks.store.db import make_engine
 from assethooks.store.migrate import require_current
 from assethooks.store.webhooks import WebhookStore
 from schemas.webhooks import MAX_WEBHOOK_ID
-
-_EXIT_CODES: tuple[tuple[type[AssetHooksError], int], ...] = (
-    (ConfigError, 2),
-    (InvalidInputError, 2),
-    (NotFoundError, 3),
-    (KafkaUnavailableError, 4),
-    (StoreUnavailableError, 4),
-    (DeliveryFailedError, 5),
-)
 
 
 class App:
@@ -77,12 +60,22 @@ class App:
             self.engine.dispose()
 
 
-def exit_code_for(error: AssetHooksError) -> int:
-    """The process exit code for ``error``."""
-    return next((code for kind, code in _EXIT_CODES if isinstance(error, kind)), 1)
-
-
 pass_app = click.make_pass_decorator(App, ensure=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_options(options: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
+    """One decorator for click options that several commands share, applied as if stacked in the order
+    listed."""
+
+    def decorate(function: F) -> F:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
 
 MAX_ID = 2**63 - 1  # BIGINT: log entry and dead-letter ids, and limits
 
@@ -189,6 +182,6 @@ class Group(Command, click.Group):
             return super().invoke(ctx)
         except AssetHooksError as exc:
             say(f"Error: {exc}", err=True)
-            ctx.exit(exit_code_for(exc))
+            ctx.exit(codes_for(exc).exit_code)
         except click.UsageError as exc:
             _usage_error(exc)

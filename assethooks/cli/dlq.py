@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from assethooks.cli.base import ID, LIMIT, WEBHOOK_ID, App, Group, pass_app
+from assethooks.cli.base import ID, LIMIT, WEBHOOK_ID, App, Group, pass_app, with_options
 from assethooks.cli.output import (
     counted,
     echo_fields,
@@ -39,9 +39,7 @@ def selection_options(function: F) -> F:
         click.option("--since", help="Dead since: ISO 8601 or a duration ago (2h, 7d)."),
         click.option("--until", help="Dead before: ISO 8601 or a duration ago."),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    return with_options(options)(function)
 
 
 def _row(entry: DeadLetterEntry) -> dict[str, Any]:
@@ -112,17 +110,11 @@ def show(app: App, entry_id: int, as_json: bool) -> None:
     """Show one dead letter: why, every attempt, and the payload."""
     drain.sync(app.settings, app.migrated_engine)
     shown = drain.show(app.settings, app.migrated_engine, entry_id)
-    history = shown.letter.task.history if shown.letter and shown.letter.task else ()
-    payload = shown.body.decode("utf-8", errors="replace") if shown.body is not None else None
     if as_json:
-        attempts = [item.model_dump(mode="json") for item in history]
-        echo_json(
-            drain.plain_entry(shown.entry)
-            | {"history": attempts, "payload": payload, "in_topic": shown.in_topic}
-        )
+        echo_json(shown.plain())
         return
     echo_fields(drain.plain_entry(shown.entry))
-    if history:
+    if shown.history:
         click.echo("attempts:")
         rows = [
             {
@@ -132,11 +124,11 @@ def show(app: App, entry_id: int, as_json: bool) -> None:
                 "ms": f"{item.duration_ms:.0f}",
                 "error": item.error,
             }
-            for item in history
+            for item in shown.history
         ]
         echo_table(rows, ["attempt", "at", "code", "ms", "error"])
     click.echo("payload:")
-    say_text(_pretty(payload) if shown.in_topic else "(no longer in the topic: past its retention)")
+    say_text(_pretty(shown.payload) if shown.in_topic else "(no longer in the topic: past its retention)")
 
 
 def _pretty(payload: str | None) -> str:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from assethooks.cli.base import ID, LIMIT, WEBHOOK_ID, App, Group, pass_app
+from assethooks.cli.base import ID, LIMIT, WEBHOOK_ID, App, Group, pass_app, with_options
 from assethooks.cli.output import (
     counted,
     echo_fields,
@@ -47,9 +47,7 @@ def filter_options(function: F) -> F:
         click.option("--since", help="From this time: ISO 8601 or a duration ago (2h, 7d)."),
         click.option("--until", help="Before this time: ISO 8601 or a duration ago."),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    return with_options(options)(function)
 
 
 def _row(attempt: LoggedAttempt) -> dict[str, Any]:

@@ -12,13 +12,14 @@ import json
 import sys
 import time
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import click
 
-Progress = Callable[[int], None]
+from assethooks.operator import Progress
+
 PROGRESS_LINE_EVERY = 5.0  # seconds between two progress lines when output is not a terminal
 
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from assethooks.cli.base import WEBHOOK_ID, App, Group, pass_app
+from assethooks.cli.base import WEBHOOK_ID, App, Group, pass_app, with_options
 from assethooks.cli.output import echo_fields, echo_json, echo_table, printable, say, short
 from assethooks.clock import utc_now
 from assethooks.durations import format_duration, parse_duration
@@ -78,15 +78,6 @@ event_options: list[Callable[[F], F]] = [
 ]
 
 
-def _with(options: list[Callable[[F], F]]) -> Callable[[F], F]:
-    def decorate(function: F) -> F:
-        for option in reversed(options):
-            function = option(function)
-        return function
-
-    return decorate
-
-
 @click.group("webhooks", cls=Group)
 def webhooks() -> None:
     """Manage webhook subscriptions."""
@@ -95,8 +86,8 @@ def webhooks() -> None:
 @webhooks.command("create")
 @click.option("--name", required=True, help='Webhook name, e.g. "Sync to ERP".')
 @click.option("--url", required=True, help="Endpoint that accepts POST requests.")
-@_with(event_options)
-@_with(secret_options)
+@with_options(event_options)
+@with_options(secret_options)
 @click.option(
     "--signature",
     type=click.Choice(["seed", "standard"]),
@@ -196,7 +187,7 @@ def show(app: App, webhook_id: int, as_json: bool) -> None:
 @click.argument("webhook_id", type=WEBHOOK_ID)
 @click.option("--name", help="New name.")
 @click.option("--url", help="New endpoint URL.")
-@_with(event_options)
+@with_options(event_options)
 @click.option("--secret", help="New secret key ('-' reads it from stdin); see also rotate-secret.")
 @click.option("--no-secret", is_flag=True, help="Remove the secret (deliveries go unsigned).")
 @click.option("--signature", type=click.Choice(["seed", "standard"]), help="Signature scheme.")
@@ -248,7 +239,7 @@ def update(
 
 @webhooks.command("rotate-secret")
 @click.argument("webhook_id", type=WEBHOOK_ID)
-@_with(secret_options)
+@with_options(secret_options)
 @click.option("--grace", default="24h", show_default=True, help="How long the old secret keeps signing too.")
 @pass_app
 def rotate_secret(app: App, webhook_id: int, secret: str | None, generate_secret: bool, grace: str) -> None:

@@ -8,12 +8,19 @@ attempt number after the highest one logged for its delivery.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 COUNT_CAP = 100_000  # a listing cut by its limit counts the matching rows up to this many
+
+Progress = Callable[[int], None]  # told the number of items just done; the CLI shows it (cli.output.progress)
+
+
+def no_progress(_count: int) -> None:
+    """The ``Progress`` of a caller that shows none."""
 
 
 @dataclass(frozen=True)
@@ -23,8 +30,3 @@ class Listing(Generic[T]):
     items: list[T]
     total: int
     exact: bool = True
-
-    @property
-    def cut(self) -> bool:
-        """True when the limit left matching rows out."""
-        return len(self.items) < self.total or not self.exact

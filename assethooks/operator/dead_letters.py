@@ -10,7 +10,7 @@ acknowledged it. A crash in the middle leaves the rest pending; running the repl
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,22 +22,17 @@ from sqlalchemy import Engine
 from assethooks.clock import utc_now
 from assethooks.durations import parse_moment
 from assethooks.errors import InvalidInputError, NotFoundError
-from assethooks.operator import COUNT_CAP, Listing
+from assethooks.operator import COUNT_CAP, Listing, Progress, no_progress
 from assethooks.operator.records import RecordWriter, partitions_of, read_at, scan, watermarks
 from assethooks.settings import Settings
 from assethooks.store import dead_letters as index
 from assethooks.store.dead_letters import DeadLetterEntry, DeadLetterQuery, DeadLetterStatus
 from assethooks.store.delivery_log import next_attempts
 from consumers.runtime import coordinates
-from schemas.tasks import DEAD_LETTER_HEADER, DeadLetter, header_value, task_headers
+from schemas.tasks import DEAD_LETTER_HEADER, AttemptRecord, DeadLetter, header_value, task_headers
 
-Progress = Callable[[int], None]
 BATCH = 500
 MAX_TEXT = 100
-
-
-def _no_progress(_count: int) -> None:
-    pass
 
 
 def read_letter(record: Message) -> DeadLetter | None:
@@ -128,6 +123,24 @@ class ShownEntry:
     body: bytes | None
     in_topic: bool
 
+    @property
+    def history(self) -> tuple[AttemptRecord, ...]:
+        """Every attempt of a dead delivery, oldest first; none for an invalid event."""
+        return self.letter.task.history if self.letter and self.letter.task else ()
+
+    @property
+    def payload(self) -> str | None:
+        """The record's value as text (undecodable bytes replaced), ``None`` when it has none."""
+        return self.body.decode("utf-8", errors="replace") if self.body is not None else None
+
+    def plain(self) -> dict[str, Any]:
+        """The entry, its attempts and its payload as JSON-ready values (``dlq show --json``, the API)."""
+        return plain_entry(self.entry) | {
+            "history": [item.model_dump(mode="json") for item in self.history],
+            "payload": self.payload,
+            "in_topic": self.in_topic,
+        }
+
 
 def show(settings: Settings, engine: Engine, entry_id: int) -> ShownEntry:
     """One dead letter, read back from the topic."""
@@ -154,7 +167,7 @@ def replay(
     engine: Engine,
     entries: Sequence[DeadLetterEntry],
     now: datetime,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> DrainReport:
     """Send ``entries`` back through the pipeline and mark them replayed, batch by batch."""
     report = DrainReport(already=[entry for entry in entries if entry.status != DeadLetterStatus.PENDING])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,7 @@ from assethooks.clock import utc_now
 from assethooks.delivery import AttemptResult, HttpSender, build_request
 from assethooks.durations import parse_moment
 from assethooks.errors import InvalidInputError
-from assethooks.operator import COUNT_CAP, Listing
+from assethooks.operator import COUNT_CAP, Listing, Progress, no_progress
 from assethooks.operator.records import RecordWriter, read_at
 from assethooks.settings import Settings
 from assethooks.store.delivery_log import (
@@ -36,12 +36,6 @@ from consumers.runtime import coordinates
 from schemas.events import TEST_EVENT, sample_test_event
 from schemas.tasks import DeliveryTask, SourceRef, key_bytes, task_headers
 from schemas.webhooks import Webhook
-
-Progress = Callable[[int], None]
-
-
-def _no_progress(_count: int) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -164,7 +158,7 @@ def resend_failed(
     engine: Engine,
     attempts: Sequence[LoggedAttempt],
     now: datetime,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> ResendReport:
     """Queue the failed deliveries of ``attempts`` for their next attempt, due now, with a fresh budget.
 

@@ -4,7 +4,7 @@ the dispatcher group, or rewind the dispatcher group itself to a time while none
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from assethooks.errors import InvalidEventError, InvalidInputError, KafkaUnavailableError
 from assethooks.kafka import admin_client, check_reachable
+from assethooks.operator import Progress, no_progress
 from assethooks.operator.records import RecordWriter, offsets_at, partitions_of, scan, watermarks
 from assethooks.settings import Settings
 from assethooks.store.delivery_log import next_attempts
@@ -22,12 +23,7 @@ from schemas.events import parse_event
 from schemas.tasks import DeliveryTask, SourceRef, delivery_id_for, key_bytes, task_headers
 from schemas.webhooks import Webhook
 
-Progress = Callable[[int], None]
 BATCH = 500  # deliveries numbered with one look at the delivery log
-
-
-def _no_progress(_count: int) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -97,7 +93,7 @@ def replay_range(
     now: datetime,
     *,
     dry_run: bool = False,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> ReplayReport:
     """Queue a delivery, due now, for each event of the range that each target webhook subscribes to.
 

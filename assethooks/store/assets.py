@@ -132,19 +132,6 @@ def load_states(engine: Engine, asset_ids: Iterable[str]) -> dict[str, AssetStat
     return guarded(engine, run) if wanted else {}
 
 
-def save_states(engine: Engine, states: Sequence[AssetState], now: datetime) -> None:
-    """Insert or replace ``states`` in one transaction."""
-
-    def run() -> None:
-        with Session(engine) as session, session.begin():
-            for state in states:
-                row = session.get(AssetStateRow, state.asset_id) or AssetStateRow(asset_id=state.asset_id)
-                _fill(row, state, now)
-                session.add(row)
-
-    guarded(engine, run)
-
-
 def all_states(engine: Engine) -> list[AssetState]:
     """Every projected state, by asset id."""
 

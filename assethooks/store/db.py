@@ -1,19 +1,27 @@
-"""Engines for the SQL store: SQLite (WAL, busy timeout) by default, PostgreSQL through psycopg 3."""
+"""Engines for the SQL store: SQLite (WAL, busy timeout) by default, PostgreSQL through psycopg 3; turning
+outages into ``StoreUnavailableError``, and riding them out in the batch writers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Select, create_engine, event, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from assethooks.errors import ConfigError, StoreUnavailableError
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
+
+OUTAGE_FIRST_PAUSE = 0.5  # seconds before a batch is written again; doubled each time up to the maximum
+OUTAGE_MAX_PAUSE = 10.0
 
 
 def database_url(raw: str) -> URL:
@@ -57,16 +65,6 @@ def describe(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
-def check_connection(engine: Engine) -> None:
-    """Open one connection; raise ``StoreUnavailableError`` with one line when that fails."""
-    guarded(engine, lambda: _ping(engine))
-
-
-def _ping(engine: Engine) -> None:
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
-
-
 def guarded(engine: Engine, operation: Callable[[], T]) -> T:
     """Run ``operation``; turn failures to reach or use the database (connection refused or lost, database
     locked or missing) into a one-line ``StoreUnavailableError``. Errors about the data itself (constraint,
@@ -78,6 +76,37 @@ def guarded(engine: Engine, operation: Callable[[], T]) -> T:
             raise
         detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         raise StoreUnavailableError(f"cannot use the database {describe(engine)}: {detail}") from None
+
+
+def capped_count(engine: Engine, matching: Select[Any], cap: int) -> tuple[int, bool]:
+    """How many rows ``matching`` selects (best one narrow column, unordered), counting at most ``cap``
+    rows so that the cost stays bounded: ``(count, exact)``; ``exact`` is false when there are more."""
+    statement = select(func.count()).select_from(matching.limit(cap + 1).subquery())
+
+    def run() -> int:
+        with Session(engine) as session:
+            return int(session.scalar(statement) or 0)
+
+    found = guarded(engine, run)
+    return min(found, cap), found <= cap
+
+
+async def write_through_outage(
+    write: Callable[[], Awaitable[T]], what: str, *, give_up: Callable[[], bool] = lambda: False
+) -> T:
+    """Await ``write()`` until it does not raise ``StoreUnavailableError``: while the database is unavailable,
+    log a warning naming ``what`` and try again after a pause that doubles up to ``OUTAGE_MAX_PAUSE``. The
+    error is raised once ``give_up()`` is true (after a failed try); other errors propagate at once."""
+    pause = OUTAGE_FIRST_PAUSE
+    while True:
+        try:
+            return await write()
+        except StoreUnavailableError as exc:
+            if give_up():
+                raise
+            log.warning("%s not written, retrying in %.1fs: %s", what, pause, exc)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, OUTAGE_MAX_PAUSE)
 
 
 @contextmanager

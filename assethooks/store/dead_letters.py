@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from assethooks.errors import NotFoundError
-from assethooks.store.db import guarded
+from assethooks.store.db import capped_count, guarded
 from assethooks.store.models import DeadLetterRow, DeliveryLogRow
 
 
@@ -108,15 +108,8 @@ def find(engine: Engine, query: DeadLetterQuery) -> list[DeadLetterEntry]:
 def count(engine: Engine, query: DeadLetterQuery, *, cap: int) -> tuple[int, bool]:
     """How many dead letters match ``query`` (its limit aside), counting at most ``cap`` rows so that the
     cost stays bounded: ``(count, exact)``; ``exact`` is false when there are more than ``cap``."""
-    matching = _select(replace(query, limit=cap + 1)).with_only_columns(DeadLetterRow.id).order_by(None)
-    statement = select(func.count()).select_from(matching.subquery())
-
-    def run() -> int:
-        with Session(engine) as session:
-            return int(session.scalar(statement) or 0)
-
-    found = guarded(engine, run)
-    return min(found, cap), found <= cap
+    matching = _select(replace(query, limit=None)).with_only_columns(DeadLetterRow.id).order_by(None)
+    return capped_count(engine, matching, cap)
 
 
 def get(engine: Engine, entry_id: int) -> DeadLetterEntry:

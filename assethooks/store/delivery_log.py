@@ -18,8 +18,9 @@ from sqlalchemy import Engine, Select, case, delete, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 
+from assethooks.completion import settle
 from assethooks.errors import NotFoundError, StoreUnavailableError
-from assethooks.store.db import guarded
+from assethooks.store.db import capped_count, guarded, write_through_outage
 from assethooks.store.models import DeliveryLogRow, LogPositionRow
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ _LOOKUP_BATCH = 500
 def _row(entry: LogEntry, sqlite: bool) -> tuple[object, ...]:
     """One entry as the driver takes it, in ``_COLUMNS`` order."""
     created: object = entry.created_at
-    if sqlite:  # as UTCDateTime stores it: SQLITE_TIME, in UTC
+    if sqlite:  # as UTCDateTime stores it: naive UTC text, YYYY-MM-DD HH:MM:SS.ffffff
         moment = entry.created_at if entry.created_at.tzinfo is UTC else entry.created_at.astimezone(UTC)
         created = moment.replace(tzinfo=None).isoformat(" ", "microseconds")
     return (
@@ -220,15 +221,8 @@ def query_attempts(engine: Engine, query: LogQuery) -> list[LoggedAttempt]:
 def count_attempts(engine: Engine, query: LogQuery, *, cap: int) -> tuple[int, bool]:
     """How many logged attempts match ``query`` (its limit aside), counting at most ``cap`` rows so that
     the cost stays bounded: ``(count, exact)``; ``exact`` is false when there are more than ``cap``."""
-    matching = _select(replace(query, limit=cap + 1)).with_only_columns(DeliveryLogRow.id).order_by(None)
-    statement = select(func.count()).select_from(matching.subquery())
-
-    def run() -> int:
-        with Session(engine) as session:
-            return int(session.scalar(statement) or 0)
-
-    found = guarded(engine, run)
-    return min(found, cap), found <= cap
+    matching = _select(replace(query, limit=None)).with_only_columns(DeliveryLogRow.id).order_by(None)
+    return capped_count(engine, matching, cap)
 
 
 def next_attempts(engine: Engine, delivery_ids: Iterable[str]) -> dict[str, int]:
@@ -347,16 +341,7 @@ class DeliveryLogWriter:
     def written(self, entry: LogEntry) -> asyncio.Future[None]:
         """Queue ``entry``; the future completes once it is committed (for paths that await, not hot ones)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def settle(error: BaseException | None) -> None:
-            if done.done():
-                return
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(error)
-
-        self.write(entry, settle)
+        self.write(entry, partial(settle, done))
         return done
 
     async def _run(self) -> None:
@@ -376,22 +361,18 @@ class DeliveryLogWriter:
     async def _commit(self, batch: list[tuple[LogEntry, Committed]]) -> None:
         loop = asyncio.get_running_loop()
         entries = [entry for entry, _ in batch]
-        pause = 0.5
-        while True:
-            try:
-                await loop.run_in_executor(self._executor, insert_entries, self._engine, entries)
-                break
-            except StoreUnavailableError as exc:
-                if self._closing and loop.time() > self._give_up_at:
-                    for _, committed in batch:
-                        committed(exc)  # the records stay uncommitted and will be processed again
-                    return
-                log.warning("delivery log not written, retrying in %.1fs: %s", pause, exc)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 10.0)
-            except DBAPIError:  # a value the database refuses: keep every row that it accepts
-                await loop.run_in_executor(self._executor, self._insert_one_by_one, entries)
-                break
+        try:
+            await write_through_outage(
+                lambda: loop.run_in_executor(self._executor, insert_entries, self._engine, entries),
+                "delivery log",
+                give_up=lambda: self._closing and loop.time() > self._give_up_at,
+            )
+        except StoreUnavailableError as exc:
+            for _, committed in batch:
+                committed(exc)  # the records stay uncommitted and will be processed again
+            return
+        except DBAPIError:  # a value the database refuses: keep every row that it accepts
+            await loop.run_in_executor(self._executor, self._insert_one_by_one, entries)
         for _, committed in batch:
             committed(None)
 

@@ -20,8 +20,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-# How SQLAlchemy writes a DateTime on SQLite (naive UTC text), for the raw inserts of the hot path.
-SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 

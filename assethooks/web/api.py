@@ -25,13 +25,12 @@ from sqlalchemy import Engine
 
 from assethooks.clock import utc_now
 from assethooks.errors import (
+    UNEXPECTED,
     AssetHooksError,
-    ConfigError,
     InvalidInputError,
     InvalidWebhookError,
-    KafkaUnavailableError,
     NotFoundError,
-    StoreUnavailableError,
+    codes_for,
 )
 from assethooks.operator import dead_letters as drain
 from assethooks.operator.deliveries import (
@@ -58,13 +57,6 @@ SESSION_COOKIE = "assethooks_session"
 MAX_ID = 2**63 - 1
 MAX_LIMIT = 1000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_STATUS: tuple[tuple[type[AssetHooksError], int], ...] = (
-    (ConfigError, 400),  # a setting-style value in a request, e.g. a malformed time
-    (InvalidInputError, 400),
-    (NotFoundError, 404),
-    (KafkaUnavailableError, 503),
-    (StoreUnavailableError, 503),
-)
 WEBHOOK_BODY = (*WebhookSpec.model_fields, "generate_secret")
 LOG_FILTERS = ("webhook_id", "event", "asset", "status", "since", "until")
 DLQ_FILTERS = ("webhook_id", "event", "kind", "reason", "since", "until")
@@ -187,8 +179,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         return _error(exc.status, exc.reason)
     except AssetHooksError as exc:
-        status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
-        if status == 500:
+        status = codes_for(exc).http_status
+        if status == UNEXPECTED.http_status:
             log.exception("admin API: %s %s failed", request.method, request.path)
         return _error(status, str(exc))
 
@@ -427,14 +419,7 @@ async def dlq_entry(request: web.Request) -> web.Response:
 
     def look() -> dict[str, Any]:
         drain.sync(admin.settings, admin.engine)
-        shown = drain.show(admin.settings, admin.engine, _id(request))
-        history = shown.letter.task.history if shown.letter and shown.letter.task else ()
-        payload = shown.body.decode("utf-8", errors="replace") if shown.body is not None else None
-        return drain.plain_entry(shown.entry) | {
-            "history": [item.model_dump(mode="json") for item in history],
-            "payload": payload,
-            "in_topic": shown.in_topic,
-        }
+        return drain.show(admin.settings, admin.engine, _id(request)).plain()
 
     return web.json_response({"entry": await _run(look)})
 
