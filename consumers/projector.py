@@ -11,16 +11,14 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from confluent_kafka import Message
 from sqlalchemy import Engine
 
 from assethooks.alerts import FieldNames
 from assethooks.clock import Clock, utc_now
 from assethooks.completion import Done
 from assethooks.errors import InvalidEventError, StoreUnavailableError
+from assethooks.kafka import Record, coordinates, record_key
 from assethooks.store.assets import ProjectedItem, project
-from consumers.dispatcher import record_key
-from consumers.runtime import coordinates
 from schemas.events import parse_event
 
 log = logging.getLogger(__name__)
@@ -55,7 +53,7 @@ class Projector:
     def assigned(self, partitions: list[tuple[str, int]]) -> None:
         """Nothing to prepare: applying an event twice changes nothing."""
 
-    def schedule(self, record: Message, done: Done) -> None:
+    def schedule(self, record: Record, done: Done) -> None:
         """Queue one record; ``done`` is called when its batch is committed."""
         item: ProjectedItem | None = None
         try:

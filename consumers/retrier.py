@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka import Message
 from pydantic import ValidationError
 
 from assethooks.clock import Clock, utc_now
 from assethooks.completion import Done, follow
-from consumers.dispatcher import record_key, source_of
+from assethooks.kafka import Record, record_key, source_of
 from consumers.ledger import DeliveryLedger
 from consumers.pipeline import Delivery, DeliveryPipeline
 from consumers.runtime import Defer
@@ -48,7 +47,7 @@ class Retrier:
     def assigned(self, partitions: list[tuple[str, int]]) -> None:
         """Nothing to prepare: each task is checked against the log when it is due."""
 
-    def schedule(self, record: Message, done: Done) -> Defer | None:
+    def schedule(self, record: Record, done: Done) -> Defer | None:
         """Start the work for one retry record, or ``Defer`` until it is due."""
         body = record.value()
         raw_task = header_value(record.headers(), TASK_HEADER)
