@@ -25,12 +25,11 @@ from assethooks.kafka.config import (
     client_config,
     consumer_config,
     producer_config,
-    reader_config,
 )
 from assethooks.kafka.groups import group_consumer, move_group, nothing_to_commit, running_members
 from assethooks.kafka.producer import RecordProducer
 from assethooks.kafka.protocols import Consumer, Headers, Producer, Record
-from assethooks.kafka.reading import MetadataReader, Position, read_at, scan
+from assethooks.kafka.reading import MetadataReader, read_at, scan
 from assethooks.kafka.records import coordinates, is_partition_end, raw_key, record_key, source_of
 from assethooks.kafka.topics import TopicResult, TopicSpec, ensure_topics, record_limit, topic_specs
 
@@ -41,7 +40,6 @@ __all__ = [
     "Headers",
     "KafkaException",
     "MetadataReader",
-    "Position",
     "Producer",
     "Record",
     "RecordProducer",
@@ -61,7 +59,6 @@ __all__ = [
     "producer_config",
     "raw_key",
     "read_at",
-    "reader_config",
     "record_key",
     "record_limit",
     "running_members",
