@@ -8,31 +8,14 @@ holds no attempt of (``consumers.ledger``).
 
 from __future__ import annotations
 
-from confluent_kafka import Message
-
 from assethooks.completion import Countdown, Done, follow
 from assethooks.errors import InvalidEventError
+from assethooks.kafka import Record, record_key, source_of
 from consumers.ledger import DeliveryLedger, RereadGate
 from consumers.pipeline import Delivery, DeliveryPipeline
-from consumers.runtime import coordinates
 from consumers.subscriptions import SubscriptionCache
 from schemas.events import parse_event
-from schemas.tasks import DeadLetterKind, SourceRef, delivery_id_for
-
-
-def source_of(record: Message) -> SourceRef:
-    """Where ``record`` was read."""
-    kind, timestamp = record.timestamp()
-    topic, partition, offset = coordinates(record)
-    return SourceRef(topic, partition, offset, timestamp if kind else None)
-
-
-def record_key(record: Message) -> str | None:
-    """The record's key as text (asset ids are text keys), or ``None``."""
-    key = record.key()
-    if key is None:
-        return None
-    return key.decode("utf-8", errors="replace") if isinstance(key, bytes) else str(key)
+from schemas.tasks import DeadLetterKind, delivery_id_for
 
 
 class Dispatcher:
@@ -49,7 +32,7 @@ class Dispatcher:
         """Records read again on these partitions are checked against the delivery log first."""
         self._gate.assigned(partitions)
 
-    def schedule(self, record: Message, done: Done) -> None:
+    def schedule(self, record: Record, done: Done) -> None:
         """Start the work for one source record: its deliveries, or its dead letter."""
         source = source_of(record)
         body = record.value()

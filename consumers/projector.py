@@ -11,17 +11,15 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
-from confluent_kafka import Message
 from sqlalchemy import Engine
 
 from assethooks.alerts import FieldNames
 from assethooks.clock import Clock, utc_now
 from assethooks.completion import Done
 from assethooks.errors import InvalidEventError
+from assethooks.kafka import Record, coordinates, record_key
 from assethooks.store.assets import ProjectedItem, project
 from assethooks.store.db import write_through_outage
-from consumers.dispatcher import record_key
-from consumers.runtime import coordinates
 from schemas.events import parse_event
 
 
@@ -54,7 +52,7 @@ class Projector:
     def assigned(self, partitions: list[tuple[str, int]]) -> None:
         """Nothing to prepare: applying an event twice changes nothing."""
 
-    def schedule(self, record: Message, done: Done) -> None:
+    def schedule(self, record: Record, done: Done) -> None:
         """Queue one record; ``done`` is called when its batch is committed."""
         item: ProjectedItem | None = None
         try:

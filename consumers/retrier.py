@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 from pydantic import ValidationError
 
 from assethooks.clock import Clock, utc_now
 from assethooks.completion import Done, follow
+from assethooks.kafka import Record, record_key, source_of, written_at
 from assethooks.routing import Hop, Wait, in_tier
 from assethooks.settings import Settings
-from consumers.dispatcher import record_key, source_of
 from consumers.ledger import DeliveryLedger
 from consumers.pipeline import Delivery, DeliveryPipeline
 from consumers.runtime import Defer
@@ -53,7 +52,7 @@ class Retrier:
     def assigned(self, partitions: list[tuple[str, int]]) -> None:
         """Nothing to prepare: each task is checked against the log when it is due."""
 
-    def schedule(self, record: Message, done: Done) -> Defer | None:
+    def schedule(self, record: Record, done: Done) -> Defer | None:
         """Start the work for one retry record, or ``Defer`` until it is due."""
         body = record.value()
         raw_task = header_value(record.headers(), TASK_HEADER)
@@ -73,8 +72,7 @@ class Retrier:
         due = task.not_before.timestamp()
         if due > now:
             tier = self._settings.tier_of(record.topic() or "")
-            kind, put_at_ms = record.timestamp()
-            put_at = min(put_at_ms / 1000, now) if kind != TIMESTAMP_NOT_AVAILABLE else now
+            put_at = min(written_at(record) or now, now)
             step = (
                 Wait(due)
                 if tier is None

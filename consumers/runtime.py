@@ -31,10 +31,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-
 from assethooks import metrics
 from assethooks.completion import Done
+from assethooks.kafka import (
+    Consumer,
+    KafkaException,
+    Record,
+    TopicPartition,
+    group_consumer,
+    is_partition_end,
+    nothing_to_commit,
+)
 from consumers.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
@@ -61,7 +68,7 @@ class Handler(Protocol):
         """Partitions (topic, partition) now assigned to this member; their records follow."""
         ...
 
-    def schedule(self, record: Message, done: Done) -> Defer | None:
+    def schedule(self, record: Record, done: Done) -> Defer | None:
         """Start the record's work and call ``done(None)`` once all its effects are durable (``done(error)``
         when they cannot be), possibly before returning; or return ``Defer`` when it must wait (then never
         call ``done``). Called in partition order."""
@@ -161,7 +168,7 @@ class ConsumerRuntime:
     def _pump(self) -> None:
         consumer: Consumer | None = None
         try:
-            consumer = Consumer(self._config)
+            consumer = group_consumer(self._config)
             consumer.subscribe(
                 self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
@@ -217,20 +224,20 @@ class ConsumerRuntime:
             batch += consumer.consume(min(room, MAX_BATCH) - 1, 0)  # whatever else is already fetched
         self._hand_over(*batch)
 
-    def _hand_over(self, *batch: Message | None) -> None:
+    def _hand_over(self, *batch: Record | None) -> None:
         records = [record for record in batch if record is not None and not self._is_error(record)]
         if records:
             self._taken += len(records)
             self._call_loop(self._accept, records)
 
     @staticmethod
-    def _is_error(record: Message) -> bool:
+    def _is_error(record: Record) -> bool:
         error = record.error()
         if error is None:
             return False
         if error.fatal():
             raise KafkaException(error)
-        if error.code() != KafkaError._PARTITION_EOF:
+        if not is_partition_end(error):
             log.warning("consumer: %s", error.str())
         return True
 
@@ -281,7 +288,7 @@ class ConsumerRuntime:
             try:
                 consumer.commit(asynchronous=False)
             except KafkaException as exc:
-                if exc.args[0].code() != KafkaError._NO_OFFSET:
+                if not nothing_to_commit(exc):
                     log.warning("commit on revocation failed: %s", exc)
         log.info("revoked %s", _names(tps))
 
@@ -338,7 +345,7 @@ class ConsumerRuntime:
                 self._shutdown_timeout,
             )
 
-    def _accept(self, records: list[Message]) -> None:
+    def _accept(self, records: list[Record]) -> None:
         closing = self._stopping.is_set() or self._stop.is_set()
         parts, schedule = self._parts, self._handler.schedule
         for record in records:
@@ -436,14 +443,6 @@ class ConsumerRuntime:
             log.error("stopping: %s", exc, exc_info=exc)
             self._fatal = exc
         self._stop.set()
-
-
-def coordinates(record: Message) -> tuple[str, int, int]:
-    """Topic, partition and offset of a consumed record (always set on records without an error)."""
-    topic, partition, offset = record.topic(), record.partition(), record.offset()
-    if topic is None or partition is None or offset is None:
-        raise ValueError("record without topic, partition or offset")
-    return topic, partition, offset
 
 
 def _names(tps: list[TP]) -> str:

@@ -28,8 +28,7 @@ from assethooks.clock import utc_now
 from assethooks.delivery import HttpSender
 from assethooks.durations import format_duration
 from assethooks.errors import AssetHooksError, StoreUnavailableError
-from assethooks.kafka import consumer_config, ensure_topics, producer_config
-from assethooks.operator.records import partitions_of, watermarks
+from assethooks.kafka import MetadataReader, RecordProducer, consumer_config, ensure_topics, producer_config
 from assethooks.secrets import SecretBox
 from assethooks.settings import Settings
 from assethooks.store.db import make_engine
@@ -44,7 +43,6 @@ from consumers.projector import Projector
 from consumers.retrier import Retrier
 from consumers.runtime import ConsumerRuntime, Handler
 from consumers.subscriptions import SubscriptionCache
-from producers.aio import AsyncProducer
 from producers.handoff import Handoff
 from schemas.events import EventName
 
@@ -80,7 +78,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         store, [event.value for event in EventName], interval=settings.webhook_refresh_interval
     )
     await subscriptions.start()
-    producer = AsyncProducer(producer_config(settings, "handoff"))
+    producer = RecordProducer(producer_config(settings, "handoff"))
     producer.start()
     log_writer = DeliveryLogWriter(engine)
     log_writer.start()
@@ -182,15 +180,18 @@ def runtimes(shared: Services, roles: Collection[str]) -> list[ConsumerRuntime]:
 
 
 async def watch_dead_letter_size(settings: Settings, every: float = 15.0) -> None:
-    """Keep ``assethooks_dead_letter_records`` at the number of records the dead-letter topic holds."""
-    while True:
-        try:
-            partitions = await asyncio.to_thread(partitions_of, settings, settings.dlq_topic)
-            marks = await asyncio.to_thread(watermarks, settings, settings.dlq_topic, partitions)
-            metrics.DEAD_LETTER_RECORDS.set(sum(high - low for low, high in marks.values()))
-        except AssetHooksError as exc:
-            log.debug("dead-letter size not measured: %s", exc)
-        await asyncio.sleep(every)
+    """Keep ``assethooks_dead_letter_records`` at the number of records the dead-letter topic holds, asking
+    one metadata reader kept open meanwhile."""
+    reader = MetadataReader(settings)
+    try:
+        while True:
+            try:
+                metrics.DEAD_LETTER_RECORDS.set(await asyncio.to_thread(reader.size, settings.dlq_topic))
+            except AssetHooksError as exc:
+                log.debug("dead-letter size not measured: %s", exc)
+            await asyncio.sleep(every)
+    finally:
+        await asyncio.to_thread(reader.close)
 
 
 async def serve(

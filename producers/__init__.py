@@ -1,2 +1,3 @@
-"""Everything that writes to Kafka: the event publisher for upstream systems and the asynchronous
-producer the consumer groups use to hand deliveries to retry tiers and the dead-letter topic."""
+"""Everything that writes to Kafka: the event publisher for upstream systems, the alerts producer, and the
+hand-off the consumer groups use to move deliveries to retry tiers and the dead-letter topic (all through
+``assethooks.kafka.RecordProducer``)."""

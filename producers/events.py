@@ -10,15 +10,13 @@ with ``acks=all``::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-from confluent_kafka import KafkaError, Message, Producer
-
+from assethooks.completion import Done
 from assethooks.errors import InvalidEventError
-from assethooks.kafka import check_reachable, producer_config
+from assethooks.kafka import RecordProducer
 from assethooks.settings import Settings
 from schemas.events import AssetEvent, EventName, parse_event
 
@@ -45,12 +43,9 @@ class EventPublisher:
     """Validates and publishes asset events to the source topic."""
 
     def __init__(self, settings: Settings, *, timeout: float = 30.0) -> None:
-        check_reachable(settings)
+        self._producer = RecordProducer.for_command(settings, "publisher", timeout=timeout)
         self._topic = settings.source_topic
         self._timeout = timeout
-        self._producer = Producer(
-            {**producer_config(settings, "publisher"), "message.timeout.ms": int(timeout * 1000)}
-        )
         self.report = PublishReport()
 
     def publish(self, event: AssetEvent | bytes, *, key: str | None = None, label: str = "event") -> bool:
@@ -65,18 +60,15 @@ class EventPublisher:
             self.report.failed.append((label, str(exc)))
             return False
         body = event if isinstance(event, bytes) else parsed.to_json_bytes()
-        self._producer.produce(
-            self._topic, value=body, key=chosen_key.encode(), on_delivery=self._on_delivery(label)
-        )
-        self._producer.poll(0)
+        self._producer.send(self._topic, body, key=chosen_key.encode(), then=self._on_delivery(label))
         return True
 
-    def _on_delivery(self, label: str) -> Callable[[KafkaError | None, Message], None]:
-        def done(error: KafkaError | None, _message: Message) -> None:
+    def _on_delivery(self, label: str) -> Done:
+        def done(error: BaseException | None) -> None:
             if error is None:
                 self.report.sent += 1
             else:
-                self.report.failed.append((label, f"not acknowledged by Kafka: {error.str()}"))
+                self.report.failed.append((label, str(error)))
 
         return done
 

@@ -7,20 +7,20 @@ as JSON in one header (see ``schemas.tasks``).
 from __future__ import annotations
 
 from assethooks.completion import Done, follow
-from producers.aio import AsyncProducer
+from assethooks.kafka import RecordProducer
 from schemas.tasks import DeadLetter, DeliveryTask, dead_letter_headers, key_bytes, task_headers
 
 
 class Handoff:
     """Writes retry tasks and dead letters, each acknowledged by the broker before returning."""
 
-    def __init__(self, producer: AsyncProducer, dlq_topic: str) -> None:
+    def __init__(self, producer: RecordProducer, dlq_topic: str) -> None:
         self._producer = producer
         self._dlq_topic = dlq_topic
 
     async def to_retry(self, topic: str, task: DeliveryTask, body: bytes) -> None:
         """Put ``task`` on the retry tier ``topic``."""
-        await self._producer.send(topic, body, key=key_bytes(task.asset_key), headers=task_headers(task))
+        await self._producer.deliver(topic, body, key=key_bytes(task.asset_key), headers=task_headers(task))
 
     def to_retry_then(self, topic: str, task: DeliveryTask, body: bytes, then: Done) -> None:
         """Put ``task`` on the retry tier ``topic``; ``then`` is called with ``None`` once the broker has it,
@@ -28,8 +28,8 @@ class Handoff:
         congested webhook's deliveries aside)."""
         key, headers = key_bytes(task.asset_key), task_headers(task)
         if not self._producer.produce(topic, body, key=key, headers=headers, then=then):
-            follow(self._producer.send(topic, body, key=key, headers=headers), then)
+            follow(self._producer.deliver(topic, body, key=key, headers=headers), then)
 
     async def to_dead_letters(self, letter: DeadLetter, body: bytes | None, key: bytes | None) -> None:
         """Put a record on the dead-letter topic with why it is there."""
-        await self._producer.send(self._dlq_topic, body, key=key, headers=dead_letter_headers(letter))
+        await self._producer.deliver(self._dlq_topic, body, key=key, headers=dead_letter_headers(letter))

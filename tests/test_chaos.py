@@ -27,8 +27,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from assethooks.errors import InvalidEventError
-from assethooks.kafka import ensure_topics
-from assethooks.operator.records import partitions_of, scan, watermarks
+from assethooks.kafka import MetadataReader, ensure_topics, scan
 from assethooks.store.db import make_engine
 from assethooks.store.delivery_log import LogQuery, query_attempts
 from assethooks.store.migrate import upgrade
@@ -104,8 +103,8 @@ class Ledger:
         """Delivery id -> reason, of the dead-letter records of deliveries."""
         settings_ = self.env.settings()
         topic = settings_.dlq_topic
-        partitions = partitions_of(settings_, topic)
-        marks = watermarks(settings_, topic, partitions)
+        with MetadataReader(settings_) as reader:
+            marks = reader.watermarks(topic, reader.partitions(topic))
         found = {}
         for record in scan(
             settings_,
@@ -417,7 +416,8 @@ def test_generated_malformed_records_all_reach_the_dead_letter_topic(
 def _invalid_letters(env: TestEnv) -> int:
     settings_ = env.settings()
     topic = settings_.dlq_topic
-    marks = watermarks(settings_, topic, partitions_of(settings_, topic))
+    with MetadataReader(settings_) as reader:
+        marks = reader.watermarks(topic, reader.partitions(topic))
     count = 0
     for record in scan(
         settings_,

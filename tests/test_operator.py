@@ -16,13 +16,12 @@ from confluent_kafka import Producer
 from sqlalchemy import Engine
 
 from assethooks.cli import main
-from assethooks.kafka import ensure_topics
+from assethooks.kafka import ensure_topics, source_of
 from assethooks.signing import sign
 from assethooks.store.db import make_engine
 from assethooks.store.delivery_log import LogEntry, insert_entries, recent_entries
 from assethooks.store.migrate import upgrade
 from assethooks.store.webhooks import WebhookStore
-from consumers.dispatcher import source_of
 from schemas.tasks import (
     TASK_HEADER,
     AttemptRecord,

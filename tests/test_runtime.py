@@ -12,11 +12,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import pytest
-from confluent_kafka import Message, Producer
+from confluent_kafka import Producer
 
 from assethooks.completion import Done, follow
-from assethooks.kafka import FETCH_QUEUE_BACKOFF_MS, consumer_config, ensure_topics
-from consumers.runtime import ConsumerRuntime, Defer, coordinates
+from assethooks.kafka import FETCH_QUEUE_BACKOFF_MS, Record, consumer_config, coordinates, ensure_topics
+from consumers.runtime import ConsumerRuntime, Defer
 from tests.conftest import TestEnv
 from tests.support import committed_offsets
 
@@ -24,21 +24,21 @@ from tests.support import committed_offsets
 class Handler:
     """A handler made of a function returning a record's work (or ``Defer``), recording what it processed."""
 
-    def __init__(self, schedule: Callable[[Handler, Message], Awaitable[None] | Defer]) -> None:
+    def __init__(self, schedule: Callable[[Handler, Record], Awaitable[None] | Defer]) -> None:
         self._schedule = schedule
         self.done: Counter[tuple[int, int]] = Counter()
 
     def assigned(self, partitions: list[tuple[str, int]]) -> None:
         pass
 
-    def schedule(self, record: Message, done: Done) -> Defer | None:
+    def schedule(self, record: Record, done: Done) -> Defer | None:
         work = self._schedule(self, record)
         if isinstance(work, Defer):
             return work
         follow(work, done)
         return None
 
-    def finish(self, record: Message) -> Awaitable[None]:
+    def finish(self, record: Record) -> Awaitable[None]:
         async def work() -> None:
             _topic, partition, offset = coordinates(record)
             self.done[(partition, offset)] += 1
@@ -98,7 +98,7 @@ def test_deferred_records_under_steady_traffic_are_all_processed_before_their_of
     """Every third record is deferred once by a few milliseconds while records keep arriving."""
     deferred: set[tuple[int, int]] = set()
 
-    def schedule(handler: Handler, record: Message) -> Awaitable[None] | Defer:
+    def schedule(handler: Handler, record: Record) -> Awaitable[None] | Defer:
         _topic, partition, offset = coordinates(record)
         if offset % 3 == 0 and (partition, offset) not in deferred:
             deferred.add((partition, offset))
@@ -123,7 +123,7 @@ def test_deferred_records_under_steady_traffic_are_all_processed_before_their_of
 def test_a_handler_error_stops_the_runtime_and_commits_nothing_past_its_record(env: TestEnv) -> None:
     produce(env, 30)
 
-    def schedule(handler: Handler, record: Message) -> Awaitable[None] | Defer:
+    def schedule(handler: Handler, record: Record) -> Awaitable[None] | Defer:
         _topic, partition, offset = coordinates(record)
         if (partition, offset) == (1, 5):
             raise RuntimeError("a handler bug")
@@ -140,7 +140,7 @@ def test_a_full_runtime_keeps_polling_and_stays_in_its_group(env: TestEnv) -> No
     """Each record takes longer than max.poll.interval.ms: the consumer must still poll while full."""
     produce(env, 3)
 
-    def schedule(handler: Handler, record: Message) -> Awaitable[None] | Defer:
+    def schedule(handler: Handler, record: Record) -> Awaitable[None] | Defer:
         async def slow() -> None:
             await asyncio.sleep(10)
             await handler.finish(record)

@@ -15,7 +15,7 @@ import click
 from assethooks.cli.base import App, Command, pass_app
 from assethooks.cli.output import counted, say
 from assethooks.errors import InvalidEventError, KafkaUnavailableError
-from assethooks.operator.records import record_limit
+from assethooks.kafka import record_limit
 from producers.events import EventPublisher, event_key
 from schemas.events import DEFAULT_SOURCE, parse_event
 

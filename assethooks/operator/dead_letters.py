@@ -15,27 +15,34 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Message
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from assethooks.clock import utc_now
 from assethooks.durations import parse_moment
 from assethooks.errors import InvalidInputError, NotFoundError
+from assethooks.kafka import (
+    MetadataReader,
+    Record,
+    RecordProducer,
+    coordinates,
+    raw_key,
+    read_at,
+    record_key,
+    scan,
+)
 from assethooks.operator import COUNT_CAP, Listing, Progress, no_progress
-from assethooks.operator.records import RecordWriter, partitions_of, read_at, scan, watermarks
 from assethooks.settings import Settings
 from assethooks.store import dead_letters as index
 from assethooks.store.dead_letters import DeadLetterEntry, DeadLetterQuery, DeadLetterStatus
 from assethooks.store.delivery_log import next_attempts
-from consumers.runtime import coordinates
 from schemas.tasks import DEAD_LETTER_HEADER, AttemptRecord, DeadLetter, header_value, task_headers
 
 BATCH = 500
 MAX_TEXT = 100
 
 
-def read_letter(record: Message) -> DeadLetter | None:
+def read_letter(record: Record) -> DeadLetter | None:
     """The dead-letter metadata of a record, or ``None`` when its header is missing or invalid."""
     raw = header_value(record.headers(), DEAD_LETTER_HEADER)
     try:
@@ -52,10 +59,10 @@ def _event_name(body: bytes | None) -> str | None:
     return name[:MAX_TEXT] if isinstance(name, str) else None
 
 
-def _row(record: Message) -> dict[str, Any]:
+def _row(record: Record) -> dict[str, Any]:
     topic, partition, offset = coordinates(record)
     letter = read_letter(record)
-    key = record.key()
+    key = record_key(record)
     row: dict[str, Any] = {"topic": topic, "partition": partition, "offset": offset}
     if letter is None:
         millis = record.timestamp()[1]
@@ -64,7 +71,7 @@ def _row(record: Message) -> dict[str, Any]:
             "reason": f"record without a valid {DEAD_LETTER_HEADER} header",
             "webhook_id": None,
             "event": _event_name(record.value()),
-            "asset_id": key.decode(errors="replace")[:MAX_TEXT] if isinstance(key, bytes) else None,
+            "asset_id": key[:MAX_TEXT] if key is not None else None,
             "delivery_id": None,
             "attempts": 0,
             "dead_at": datetime.fromtimestamp(millis / 1000, UTC),
@@ -75,9 +82,7 @@ def _row(record: Message) -> dict[str, Any]:
         "reason": letter.reason,
         "webhook_id": task.webhook_id if task else None,
         "event": task.event if task else _event_name(record.value()),
-        "asset_id": (
-            task.asset_key if task else key.decode(errors="replace") if isinstance(key, bytes) else None
-        ),
+        "asset_id": task.asset_key if task else key,
         "delivery_id": task.delivery_id if task else None,
         "attempts": len(task.history) if task else 0,
         "dead_at": letter.dead_at,
@@ -94,15 +99,15 @@ def sync(settings: Settings, engine: Engine) -> int:
 
 def _index_new(settings: Settings, engine: Engine) -> int:
     topic = settings.dlq_topic
-    partitions = partitions_of(settings, topic)
-    if not partitions:
-        return 0
+    with MetadataReader.for_command(settings) as reader:
+        partitions = reader.partitions(topic)
+        if not partitions:
+            return 0
+        marks = reader.watermarks(topic, partitions)
     known = index.indexed_up_to(engine, topic)
-    start = {
-        partition: known[partition] + 1 if partition in known else OFFSET_BEGINNING
-        for partition in partitions
-    }
-    end = {partition: high for partition, (_low, high) in watermarks(settings, topic, partitions).items()}
+    # From the first record not indexed yet (or the oldest one kept); an empty range opens no consumer.
+    start = {partition: max(known.get(partition, -1) + 1, low) for partition, (low, _high) in marks.items()}
+    end = {partition: high for partition, (_low, high) in marks.items()}
     added = 0
     batch: list[dict[str, Any]] = []
     for record in scan(settings, topic, start, end):
@@ -177,7 +182,7 @@ def replay(
         records = read_at(settings, settings.dlq_topic, [(entry.partition, entry.offset) for entry in batch])
         numbers = next_attempts(engine, [entry.delivery_id for entry in batch if entry.delivery_id])
         sent = []
-        with RecordWriter(settings) as writer:
+        with RecordProducer.for_command(settings, "operator") as writer:
             for entry in batch:
                 record = records.get((entry.partition, entry.offset))
                 if record is None:
@@ -192,11 +197,11 @@ def replay(
 
 
 def _send_back(
-    settings: Settings, writer: RecordWriter, record: Message, now: datetime, numbers: dict[str, int]
+    settings: Settings, writer: RecordProducer, record: Record, now: datetime, numbers: dict[str, int]
 ) -> None:
     letter = read_letter(record)
     if letter is None or letter.task is None:
-        writer.send(settings.source_topic, record.value(), key=_key(record))
+        writer.send(settings.source_topic, record.value(), key=raw_key(record))
         return
     task = letter.task
     made = max((item.attempt for item in task.history), default=task.attempt_base)
@@ -205,12 +210,7 @@ def _send_back(
     again = task.model_copy(
         update={"attempt": made + 1, "attempt_base": made, "resend": True, "not_before": now}
     )
-    writer.send(settings.retry_topics[0], record.value(), key=_key(record), headers=task_headers(again))
-
-
-def _key(record: Message) -> bytes | None:
-    key = record.key()
-    return key if isinstance(key, bytes) else None
+    writer.send(settings.retry_topics[0], record.value(), key=raw_key(record), headers=task_headers(again))
 
 
 def purge(engine: Engine, entries: Sequence[DeadLetterEntry], now: datetime) -> DrainReport:

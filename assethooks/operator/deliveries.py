@@ -10,15 +10,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import Message
 from sqlalchemy import Engine
 
 from assethooks.clock import utc_now
 from assethooks.delivery import AttemptResult, HttpSender, build_request
 from assethooks.durations import parse_moment
 from assethooks.errors import InvalidInputError
+from assethooks.kafka import Record, RecordProducer, coordinates, read_at
 from assethooks.operator import COUNT_CAP, Listing, Progress, no_progress
-from assethooks.operator.records import RecordWriter, read_at
 from assethooks.settings import Settings
 from assethooks.store.delivery_log import (
     LogEntry,
@@ -32,7 +31,6 @@ from assethooks.store.delivery_log import (
     query_attempts,
 )
 from assethooks.store.webhooks import WebhookStore
-from consumers.runtime import coordinates
 from schemas.events import TEST_EVENT, sample_test_event
 from schemas.tasks import DeliveryTask, SourceRef, key_bytes, task_headers
 from schemas.webhooks import Webhook
@@ -174,7 +172,7 @@ def resend_failed(
             report.skipped.append((attempt.id, reason))
         elif attempt.delivery_id not in chosen:
             chosen[attempt.delivery_id] = newest_attempt(engine, attempt.delivery_id)
-    records: dict[str, Message] = {}
+    records: dict[str, Record] = {}
     for topic in {attempt.source_topic for attempt in chosen.values() if attempt.source_topic}:
         in_topic = {
             delivery_id: (attempt.source_partition or 0, attempt.source_offset or 0)
@@ -187,7 +185,7 @@ def resend_failed(
         )
     existing = WebhookStore(engine).ids()
     numbers = next_attempts(engine, chosen)
-    with RecordWriter(settings) as writer:
+    with RecordProducer.for_command(settings, "operator") as writer:
         for delivery_id, attempt in chosen.items():
             record = records.get(delivery_id)
             if record is None:
@@ -203,9 +201,9 @@ def resend_failed(
 
 def _queue(
     settings: Settings,
-    writer: RecordWriter,
+    writer: RecordProducer,
     attempt: LoggedAttempt,
-    record: Message,
+    record: Record,
     now: datetime,
     number: int,
 ) -> None:

@@ -8,17 +8,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from sqlalchemy import Engine
 
-from assethooks.errors import InvalidEventError, InvalidInputError, KafkaUnavailableError
-from assethooks.kafka import admin_client, check_reachable
+from assethooks.errors import InvalidEventError, InvalidInputError
+from assethooks.kafka import (
+    MetadataReader,
+    RecordProducer,
+    move_group,
+    record_key,
+    running_members,
+    scan,
+    source_of,
+)
 from assethooks.operator import Progress, no_progress
-from assethooks.operator.records import RecordWriter, offsets_at, partitions_of, scan, watermarks
 from assethooks.settings import Settings
 from assethooks.store.delivery_log import next_attempts
 from assethooks.store.webhooks import WebhookStore
-from consumers.dispatcher import record_key, source_of
 from schemas.events import parse_event
 from schemas.tasks import DeliveryTask, SourceRef, delivery_id_for, key_bytes, task_headers
 from schemas.webhooks import Webhook
@@ -76,12 +81,15 @@ def plan_range(settings: Settings, request: ReplayRequest) -> RangePlan:
     if request.end is not None and request.end <= request.start:
         raise InvalidInputError("--to must be after --from")
     topic = settings.source_topic
-    partitions = partitions_of(settings, topic)
-    start = offsets_at(settings, topic, partitions, request.start)
-    if request.end is not None:
-        end = offsets_at(settings, topic, partitions, request.end)
-    else:
-        end = {partition: high for partition, (_low, high) in watermarks(settings, topic, partitions).items()}
+    with MetadataReader.for_command(settings) as reader:
+        partitions = reader.partitions(topic)
+        start = reader.offsets_at(topic, partitions, request.start)
+        if request.end is not None:
+            end = reader.offsets_at(topic, partitions, request.end)
+        else:
+            end = {
+                partition: high for partition, (_low, high) in reader.watermarks(topic, partitions).items()
+            }
     return RangePlan(start, end)
 
 
@@ -135,7 +143,7 @@ class _NumberedWriter:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self._topic = settings.retry_topics[0]
         self._engine = engine
-        self._writer = RecordWriter(settings)
+        self._writer = RecordProducer.for_command(settings, "operator")
         self._batch: list[tuple[bytes | None, str | None, DeliveryTask]] = []
 
     def add(
@@ -173,37 +181,27 @@ class _NumberedWriter:
     def flush(self) -> None:
         """Send what is queued and wait until Kafka acknowledged everything."""
         self._send()
-        self._writer.flush()
+        self._writer.acknowledge()
 
 
 def rewind_group(settings: Settings, to: datetime | None, group: str | None = None) -> dict[int, int]:
     """Move a consumer group of the source topic (the dispatcher's by default) to the first record at or
     after ``to``, or to the beginning when ``to`` is ``None``; refuse while a member of it runs."""
     group = group or settings.dispatcher_group
-    check_reachable(settings)
-    admin = admin_client(settings)
-    try:
-        described = admin.describe_consumer_groups([group])[group].result(timeout=10)
-    except KafkaException as exc:
-        raise KafkaUnavailableError(f"cannot describe group {group}: {exc}") from None
-    if described.members:
-        running = len(described.members)
+    running = running_members(settings, group)
+    if running:
         raise InvalidInputError(
             f"the group {group} has {running} running member{'' if running == 1 else 's'}: stop "
             f"{'it' if running == 1 else 'them'} first"
         )
     topic = settings.source_topic
-    partitions = partitions_of(settings, topic)
-    if to is None:
-        offsets = {
-            partition: low for partition, (low, _high) in watermarks(settings, topic, partitions).items()
-        }
-    else:
-        offsets = offsets_at(settings, topic, partitions, to)
-    positions = [TopicPartition(topic, partition, offset) for partition, offset in sorted(offsets.items())]
-    try:
-        done = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, positions)])
-        done[group].result(timeout=10)
-    except KafkaException as exc:
-        raise KafkaUnavailableError(f"cannot move group {group}: {exc}") from None
+    with MetadataReader.for_command(settings) as reader:
+        partitions = reader.partitions(topic)
+        if to is None:
+            offsets = {
+                partition: low for partition, (low, _high) in reader.watermarks(topic, partitions).items()
+            }
+        else:
+            offsets = reader.offsets_at(topic, partitions, to)
+    move_group(settings, group, topic, offsets)
     return offsets

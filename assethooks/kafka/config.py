@@ -1,15 +1,13 @@
-"""Kafka client set-up: librdkafka configurations built from the settings, and the topics of the service."""
+"""Kafka client set-up: the librdkafka configurations built from the settings, and the reachability check."""
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 from pydantic import SecretStr
 
 from assethooks import __version__
@@ -90,6 +88,18 @@ def producer_config(settings: Settings, role: str) -> dict[str, Any]:
     }
 
 
+def reader_config(settings: Settings, role: str) -> dict[str, Any]:
+    """A consumer that never joins its group or commits: partitions are assigned by hand (the operator tools'
+    reads, the metadata reader)."""
+    return {
+        **client_config(settings, role),
+        "group.id": "assethooks-operator",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+    }
+
+
 def admin_client(settings: Settings) -> AdminClient:
     """An AdminClient for the configured cluster."""
     return AdminClient(client_config(settings, "admin"))
@@ -108,7 +118,7 @@ def check_reachable(settings: Settings, timeout: float = 5.0) -> None:
     except KafkaException as exc:
         admin.poll(0)  # hand over the log lines queued meanwhile
         telling = [found.group(1).strip() for line in heard.lines if (found := _TELLING.search(line))]
-        cause = telling[-1] if telling else _describe(exc)
+        cause = telling[-1] if telling else describe(exc)
         raise KafkaUnavailableError(f"cannot reach Kafka at {settings.kafka_bootstrap} ({cause})") from None
 
 
@@ -128,72 +138,7 @@ class _Collector(logging.Handler):
 _TELLING = re.compile(r"((?:SASL|SSL)[^()]*)")
 
 
-def _describe(exc: KafkaException) -> str:
+def describe(exc: KafkaException) -> str:
+    """The most telling text of a librdkafka exception."""
     error = exc.args[0] if exc.args else None
     return error.str() if isinstance(error, KafkaError) else str(exc)
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    """A topic the service needs: name, partitions and retention."""
-
-    name: str
-    partitions: int
-    retention_seconds: float
-    purpose: str
-
-
-def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The source topic, one topic per retry tier, and the dead-letter topic."""
-    specs = [TopicSpec(settings.source_topic, settings.partitions, settings.topic_retention, "source")]
-    for delay in sorted(set(settings.retry_schedule)):
-        # A task must outlive its own delay many times over, or a retrier outage would lose it.
-        retention = max(settings.topic_retention, delay * 10)
-        specs.append(TopicSpec(settings.retry_topic_for(delay), settings.partitions, retention, "retry tier"))
-    specs.append(TopicSpec(settings.dlq_topic, settings.partitions, settings.dlq_retention, "dead letters"))
-    return specs
-
-
-@dataclass(frozen=True)
-class TopicResult:
-    """What ``ensure_topics`` did with one topic."""
-
-    spec: TopicSpec
-    created: bool
-    partitions: int
-
-
-def ensure_topics(settings: Settings, timeout: float = 8.0) -> list[TopicResult]:
-    """Create the service's topics that do not exist yet; leave existing ones as they are."""
-    check_reachable(settings)
-    admin = admin_client(settings)
-    existing = admin.list_topics(timeout=timeout).topics
-    specs = topic_specs(settings)
-    missing = [spec for spec in specs if spec.name not in existing]
-    created: set[str] = set()
-    if missing:
-        new_topics = [
-            NewTopic(
-                spec.name,
-                num_partitions=spec.partitions,
-                replication_factor=settings.replication_factor,
-                config={"retention.ms": str(int(spec.retention_seconds * 1000))},
-            )
-            for spec in missing
-        ]
-        for name, future in admin.create_topics(new_topics, request_timeout=timeout).items():
-            try:
-                future.result(timeout=timeout)
-                created.add(name)
-            except KafkaException as exc:
-                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # a concurrent `ensure`
-                    raise KafkaUnavailableError(f"cannot create topic {name}: {_describe(exc)}") from None
-    described = admin.list_topics(timeout=timeout).topics
-    return [
-        TopicResult(
-            spec,
-            spec.name in created,
-            len(described[spec.name].partitions) if spec.name in described else spec.partitions,
-        )
-        for spec in specs
-    ]
