@@ -66,10 +66,10 @@ class PartitionState:
         self.deferred = False
         return True
 
-    def revoke(self) -> int | None:
-        """No longer ours: the offset to commit for it now (the finished prefix), if any."""
+    def revoke(self) -> None:
+        """No longer ours: work finishing from now on moves ``tracker.committable`` (what a revocation
+        commits once it has waited for the work) but stores nothing by itself."""
         self.current = False
-        return self.tracker.committable
 
     @property
     def idle(self) -> bool:

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from assethooks import metrics
 from assethooks.completion import Done
 from assethooks.kafka import (
-    Consumer,
+    GroupMember,
     KafkaException,
     Record,
     TopicPartition,
@@ -42,11 +42,10 @@ from assethooks.kafka import (
     is_partition_end,
     nothing_to_commit,
 )
-from consumers.offsets import OffsetTracker
+from consumers.partitions import TP, PartitionState, Pauses
 
 log = logging.getLogger(__name__)
 
-TP = tuple[str, int]
 MAX_BATCH = 500
 POLL_TIMEOUT = 0.05  # also how long a queued command (store, pause, seek) may wait
 # How long a full runtime waits for room before pausing its partitions. Pausing discards what librdkafka
@@ -76,24 +75,18 @@ class Handler(Protocol):
 
 
 @dataclass(eq=False)
-class _Partition:
-    """The state of one assigned partition; a new object for every assignment."""
+class _Partition(PartitionState):
+    """One assignment of one partition (``consumers.partitions``), and an event set while it is idle."""
 
-    tp: TP
-    tracker: OffsetTracker = field(default_factory=OffsetTracker)
-    working: int = 0  # records taken in whose ``done`` was not called yet
     drained: asyncio.Event = field(default_factory=asyncio.Event)
-    last_taken: int = -1  # the newest offset taken in; anything at or below it is a stale re-read
-    deferred: bool = False
-    current: bool = True
 
-    @property
-    def where(self) -> TopicPartition:
-        """This partition, for consumer calls."""
-        return TopicPartition(*self.tp)
+    def settle(self) -> None:
+        """After its work changed: say when none is left."""
+        if self.idle:
+            self.drained.set()
 
 
-Command = Callable[[Consumer], None]
+Command = Callable[[GroupMember], None]
 
 
 class ConsumerRuntime:
@@ -108,6 +101,7 @@ class ConsumerRuntime:
         max_in_flight: int,
         shutdown_timeout: float,
         clock: Callable[[], float] = time.time,
+        connect: Callable[[dict[str, Any]], GroupMember] = group_consumer,
     ) -> None:
         group = str(config.get("group.id", ""))
         metrics.IN_FLIGHT.labels(group).set_function(lambda: self.in_flight)
@@ -117,6 +111,7 @@ class ConsumerRuntime:
         self._max_in_flight = max_in_flight
         self._shutdown_timeout = shutdown_timeout
         self._clock = clock
+        self._connect = connect
         self._parts: dict[TP, _Partition] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         # Records in flight are ``_taken - _finished``: each counter has one writer (the consumer thread,
@@ -129,9 +124,7 @@ class ConsumerRuntime:
         self._lock = threading.Lock()
         self._stores: dict[TP, int] = {}
         self._commands: list[tuple[_Partition | None, Command]] = []
-        # Consumer-thread state: partitions paused by a Defer, and whether all are paused for room.
-        self._deferred: set[TP] = set()
-        self._throttled = False
+        self._pauses = Pauses()  # consumer-thread state: what is paused and why
         self._stopping = threading.Event()
         self._drained = threading.Event()
         self._stop = asyncio.Event()
@@ -166,16 +159,16 @@ class ConsumerRuntime:
     # -- the consumer thread ------------------------------------------------------------------------
 
     def _pump(self) -> None:
-        consumer: Consumer | None = None
+        consumer: GroupMember | None = None
         try:
-            consumer = group_consumer(self._config)
+            consumer = self._connect(self._config)
             consumer.subscribe(
                 self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
             while not self._stopping.is_set():
                 self._run_commands(consumer)
                 self._throttle(consumer)
-                if self._throttled:
+                if self._pauses.throttled:
                     self._wait_for_room(self._has_room, POLL_TIMEOUT)
                     self._hand_over(consumer.poll(0))  # serves callbacks; partitions are paused
                 else:
@@ -196,10 +189,10 @@ class ConsumerRuntime:
     def _has_room(self) -> bool:
         return self.in_flight <= self._max_in_flight // 2 or self._stopping.is_set()
 
-    def _throttle(self, consumer: Consumer) -> None:
+    def _throttle(self, consumer: GroupMember) -> None:
         """Wait a little when full; pause everything when that is not enough; resume (all but the
         deferred) once half the work is done."""
-        if not self._throttled and self.in_flight >= self._max_in_flight:
+        if not self._pauses.throttled and self.in_flight >= self._max_in_flight:
             # Wait for a quarter of the window, not one slot: fetching in batches keeps the two threads
             # from handing records over one by one.
             refill = self._max_in_flight - max(1, self._max_in_flight // 4)
@@ -207,14 +200,11 @@ class ConsumerRuntime:
                 lambda: self.in_flight <= refill or self._stopping.is_set(), FULL_WAIT
             )
             if not has_room:
-                consumer.pause(consumer.assignment())
-                self._throttled = True
-        elif self._throttled and self._has_room():
-            ready = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in self._deferred]
-            consumer.resume(ready)
-            self._throttled = False
+                consumer.pause(_where(self._pauses.throttle(_tps(consumer.assignment()))))
+        elif self._pauses.throttled and self._has_room():
+            consumer.resume(_where(self._pauses.unthrottle(_tps(consumer.assignment()))))
 
-    def _fetch(self, consumer: Consumer) -> None:
+    def _fetch(self, consumer: GroupMember) -> None:
         first = consumer.poll(POLL_TIMEOUT)  # returns as soon as one record is there
         if first is None:
             return
@@ -241,7 +231,7 @@ class ConsumerRuntime:
             log.warning("consumer: %s", error.str())
         return True
 
-    def _run_commands(self, consumer: Consumer) -> None:
+    def _run_commands(self, consumer: GroupMember) -> None:
         with self._lock:
             commands, self._commands = self._commands, []
             stores, self._stores = self._stores, {}
@@ -256,31 +246,29 @@ class ConsumerRuntime:
             self._store(consumer, stores)
 
     @staticmethod
-    def _store(consumer: Consumer, stores: dict[TP, int]) -> None:
+    def _store(consumer: GroupMember, stores: dict[TP, int]) -> None:
         offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in stores.items()]
         try:
             consumer.store_offsets(offsets=offsets)
         except KafkaException as exc:  # e.g. a partition lost meanwhile: its records will be re-read
             log.warning("offsets not stored: %s", exc)
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        tps = [(tp.topic, tp.partition) for tp in partitions]
+    def _on_assign(self, _consumer: GroupMember, partitions: list[TopicPartition]) -> None:
+        tps = _tps(partitions)
         self._wait_loop(self._assign(tps))
         log.info("assigned %s", _names(tps))
 
-        def settle(consumer: Consumer) -> None:  # runs once the assignment is in place
-            where = [TopicPartition(topic, partition) for topic, partition in tps]
-            if self._throttled:
-                consumer.pause(where)
-            else:
-                consumer.resume(where)  # a partition may come back still paused from before
+        def settle(consumer: GroupMember) -> None:  # runs once the assignment is in place
+            pause, resume = self._pauses.assigned(tps)  # a partition may come back still paused
+            consumer.pause(_where(pause))
+            consumer.resume(_where(resume))
 
         with self._lock:
             self._commands.append((None, settle))
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        tps = [(tp.topic, tp.partition) for tp in partitions]
-        self._deferred.difference_update(tps)
+    def _on_revoke(self, consumer: GroupMember, partitions: list[TopicPartition]) -> None:
+        tps = _tps(partitions)
+        self._pauses.forget(tps)
         final = self._wait_loop(self._revoke(tps, finish=True))
         self._run_commands(consumer)
         if final:
@@ -292,9 +280,9 @@ class ConsumerRuntime:
                     log.warning("commit on revocation failed: %s", exc)
         log.info("revoked %s", _names(tps))
 
-    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        tps = [(tp.topic, tp.partition) for tp in partitions]
-        self._deferred.difference_update(tps)
+    def _on_lost(self, _consumer: GroupMember, partitions: list[TopicPartition]) -> None:
+        tps = _tps(partitions)
+        self._pauses.forget(tps)
         self._wait_loop(self._revoke(tps, finish=False))
         log.warning("lost %s: their unfinished records will be read again", _names(tps))
 
@@ -319,7 +307,7 @@ class ConsumerRuntime:
     async def _revoke(self, tps: list[TP], *, finish: bool) -> dict[TP, int]:
         parts = [part for part in (self._parts.pop(tp, None) for tp in tps) if part is not None]
         for part in parts:
-            part.current = False
+            part.revoke()  # work finishing from now on stores nothing itself
         with self._lock:
             for tp in tps:
                 self._stores.pop(tp, None)
@@ -330,7 +318,7 @@ class ConsumerRuntime:
         return {part.tp: part.tracker.committable for part in parts if part.tracker.committable is not None}
 
     async def _finish(self, parts: list[_Partition]) -> None:
-        busy = [part for part in parts if part.working]
+        busy = [part for part in parts if not part.idle]
         if not busy:
             return
         waiting = [asyncio.ensure_future(part.drained.wait()) for part in busy]
@@ -351,42 +339,37 @@ class ConsumerRuntime:
         for record in records:
             topic, partition, offset = record.topic(), record.partition(), record.offset()
             part = parts.get((topic, partition))  # type: ignore[arg-type]
-            if part is None or part.deferred or offset <= part.last_taken or closing:  # type: ignore[operator]
+            if part is None or closing or not part.take(offset):  # type: ignore[arg-type]
                 self._release()  # not ours any more, to be read again after a Defer, or a stale re-read
                 continue
             assert offset is not None
-            part.tracker.add(offset)  # before the work starts: ``done`` may come before ``schedule`` returns
-            part.last_taken = offset
-            part.working += 1
             part.drained.clear()
             try:
                 deferred = schedule(record, functools.partial(self._complete, part, offset))
             except Exception as exc:  # taken in and never done: no later offset can be committed
-                part.working -= 1
+                part.abandon()
+                part.settle()
                 self._release()
                 self._fail(exc)
                 continue
             if deferred is not None:
-                part.tracker.withdraw(offset)
-                part.last_taken = offset - 1
-                self._settled(part)
+                part.put_back(offset)
+                part.settle()
                 self._release()
                 self._defer(part, offset, deferred.until)
 
     def _complete(self, part: _Partition, offset: int, error: BaseException | None) -> None:
-        self._settled(part)
         self._release()
         if error is not None:
+            part.fail()
+            part.settle()
             self._fail(error)
             return
-        if part.tracker.done(offset) is not None and part.current:
-            self._queue_store(part)
-
-    @staticmethod
-    def _settled(part: _Partition) -> None:
-        part.working -= 1
-        if not part.working:
-            part.drained.set()
+        store = part.finish(offset)
+        part.settle()
+        if store is not None:
+            with self._lock:
+                self._stores[part.tp] = store
 
     def _queue_store(self, part: _Partition) -> None:
         if part.current and part.tracker.committable is not None:
@@ -395,12 +378,10 @@ class ConsumerRuntime:
 
     def _defer(self, part: _Partition, offset: int, until: float) -> None:
         """Pause the partition at ``offset`` until ``until``; the timer starts once the seek is done."""
-        part.deferred = True
 
-        def hold(consumer: Consumer) -> None:
-            consumer.pause([part.where])
+        def hold(consumer: GroupMember) -> None:
+            consumer.pause(_where(self._pauses.defer(part.tp)))
             consumer.seek(TopicPartition(part.tp[0], part.tp[1], offset))
-            self._deferred.add(part.tp)
             self._call_loop(start_timer)
 
         def start_timer() -> None:
@@ -408,16 +389,12 @@ class ConsumerRuntime:
             self._loop.call_later(max(0.0, until - self._clock()), wake)
 
         def wake() -> None:
-            if not part.current:
-                return
-            part.deferred = False
-            with self._lock:
-                self._commands.append((part, release))
+            if part.wake():
+                with self._lock:
+                    self._commands.append((part, release))
 
-        def release(consumer: Consumer) -> None:
-            self._deferred.discard(part.tp)
-            if not self._throttled:
-                consumer.resume([part.where])
+        def release(consumer: GroupMember) -> None:
+            consumer.resume(_where(self._pauses.wake(part.tp)))
 
         with self._lock:
             self._commands.append((part, hold))
@@ -443,6 +420,14 @@ class ConsumerRuntime:
             log.error("stopping: %s", exc, exc_info=exc)
             self._fatal = exc
         self._stop.set()
+
+
+def _tps(partitions: list[TopicPartition]) -> list[TP]:
+    return [(tp.topic, tp.partition) for tp in partitions]
+
+
+def _where(tps: list[TP]) -> list[TopicPartition]:
+    return [TopicPartition(topic, partition) for topic, partition in tps]
 
 
 def _names(tps: list[TP]) -> str:

@@ -31,13 +31,14 @@ def test_a_deferred_head_puts_back_its_record_and_skips_what_was_fetched_after_i
     assert state.finish(6) == 7
 
 
-def test_a_revoked_partition_stores_nothing_for_work_finishing_late() -> None:
+def test_a_revoked_partition_stores_nothing_itself_for_work_finishing_late() -> None:
     state = PartitionState(TP)
     state.take(1)
     state.take(2)
     assert state.finish(1) == 2
-    assert state.revoke() == 2  # committed on revocation: what was finished
-    assert state.finish(2) is None  # finished after the revocation: the next owner reads it again
+    state.revoke()
+    assert state.finish(2) is None  # not stored by itself after the revocation...
+    assert state.tracker.committable == 3  # ...but committed by the revocation, which waits for the work
     assert not state.take(3)
     assert not state.wake()  # a deferral timer firing late resumes nothing
 

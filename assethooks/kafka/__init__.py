@@ -28,7 +28,7 @@ from assethooks.kafka.config import (
 )
 from assethooks.kafka.groups import group_consumer, move_group, nothing_to_commit, running_members
 from assethooks.kafka.producer import RecordProducer
-from assethooks.kafka.protocols import Consumer, Headers, Producer, Record
+from assethooks.kafka.protocols import Consumer, GroupMember, Headers, Producer, Record
 from assethooks.kafka.reading import MetadataReader, read_at, scan
 from assethooks.kafka.records import (
     coordinates,
@@ -44,6 +44,7 @@ __all__ = [
     "FETCH_QUEUE_BACKOFF_MS",
     "LIBRDKAFKA_LOGGER",
     "Consumer",
+    "GroupMember",
     "Headers",
     "KafkaException",
     "MetadataReader",

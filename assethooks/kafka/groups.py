@@ -11,13 +11,13 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaExcep
 
 from assethooks.errors import KafkaUnavailableError
 from assethooks.kafka.config import admin_client, check_reachable
-from assethooks.kafka.protocols import Consumer
+from assethooks.kafka.protocols import GroupMember
 from assethooks.settings import Settings
 
 GROUP_TIMEOUT = 10.0
 
 
-def group_consumer(config: dict[str, Any]) -> Consumer:
+def group_consumer(config: dict[str, Any]) -> GroupMember:
     """A consumer that joins the group of ``config`` (see ``consumer_config``) once it subscribes."""
     return confluent_kafka.Consumer(config)
 

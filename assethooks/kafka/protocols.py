@@ -55,8 +55,8 @@ class Record(Protocol):
         ...
 
 
-class Consumer(Protocol):
-    """What the consumer runtime and the operator reads call on a consumer."""
+class GroupMember(Protocol):
+    """What the consumer runtime calls on a consumer that joined a group."""
 
     def subscribe(
         self,
@@ -74,10 +74,6 @@ class Consumer(Protocol):
 
     def consume(self, num_messages: int = ..., timeout: float = ...) -> Sequence[Record]:
         """Up to ``num_messages`` records, waiting up to ``timeout`` seconds."""
-        ...
-
-    def assign(self, partitions: list[TopicPartition]) -> None:
-        """Read these partitions from their given offsets, outside any group."""
         ...
 
     def assignment(self) -> list[TopicPartition]:
@@ -104,6 +100,18 @@ class Consumer(Protocol):
         """Commit the stored offsets now."""
         ...
 
+    def close(self) -> None:
+        """Leave the group (committing stored offsets) and release the client."""
+        ...
+
+
+class Consumer(GroupMember, Protocol):
+    """A consumer as the operator reads use it too: partitions assigned by hand, watermarks, metadata."""
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        """Read these partitions from their given offsets, outside any group."""
+        ...
+
     def get_watermark_offsets(
         self, partition: TopicPartition, timeout: float = ..., cached: bool = ...
     ) -> tuple[int, int]:
@@ -118,10 +126,6 @@ class Consumer(Protocol):
 
     def list_topics(self, topic: str | None = ..., timeout: float = ...) -> Any:
         """The cluster's metadata (of ``topic`` only, when given)."""
-        ...
-
-    def close(self) -> None:
-        """Leave the group (committing stored offsets) and release the client."""
         ...
 
 
