@@ -68,9 +68,8 @@ class Delivery:
         return self.asset_key or ""
 
     def task(self, *, attempt: int, not_before: datetime, history: tuple[AttemptRecord, ...]) -> DeliveryTask:
-        """This delivery as a task waiting for ``attempt`` at ``not_before`` (built from values that are
-        valid already: no validation on this path)."""
-        return DeliveryTask.model_construct(
+        """This delivery as a task waiting for ``attempt`` at ``not_before``."""
+        return DeliveryTask.retry(
             delivery_id=self.delivery_id,
             webhook_id=self.webhook.id,
             event=self.event,

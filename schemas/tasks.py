@@ -78,6 +78,65 @@ class DeliveryTask(BaseModel):
     source: SourceRef
     history: tuple[AttemptRecord, ...] = ()
 
+    @classmethod
+    def retry(
+        cls,
+        *,
+        delivery_id: str,
+        webhook_id: int,
+        event: str,
+        asset_key: str | None,
+        attempt: int,
+        attempt_base: int,
+        resend: bool,
+        not_before: datetime,
+        source: SourceRef,
+        history: tuple[AttemptRecord, ...],
+    ) -> DeliveryTask:
+        """A delivery in progress waiting for ``attempt`` (built from values that are valid already: no
+        validation, this is the delivery path)."""
+        return cls.model_construct(
+            delivery_id=delivery_id,
+            webhook_id=webhook_id,
+            event=event,
+            asset_key=asset_key,
+            attempt=attempt,
+            attempt_base=attempt_base,
+            resend=resend,
+            not_before=not_before,
+            source=source,
+            history=history,
+        )
+
+    @classmethod
+    def resend_of(
+        cls,
+        *,
+        delivery_id: str,
+        webhook_id: int,
+        event: str,
+        asset_key: str | None,
+        made: int,
+        now: datetime,
+        source: SourceRef,
+        history: tuple[AttemptRecord, ...] = (),
+    ) -> DeliveryTask:
+        """An explicit re-send (``logs retry``, ``dlq replay``, ``replay``) of a delivery ``made`` attempts
+        of which were made: the next attempt number, a fresh retry budget, due ``now``, sent even if the
+        delivery succeeded before."""
+        return cls(
+            delivery_id=delivery_id,
+            webhook_id=webhook_id,
+            event=event,
+            asset_key=asset_key,
+            attempt=made + 1,
+            attempt_base=made,
+            resend=True,
+            not_before=now,
+            source=source,
+            history=history,
+        )
+
 
 class DeadLetterKind(StrEnum):
     """Why a record ended in the dead-letter topic."""

@@ -36,7 +36,14 @@ from assethooks.settings import Settings
 from assethooks.store import dead_letters as index
 from assethooks.store.dead_letters import DeadLetterEntry, DeadLetterQuery, DeadLetterStatus
 from assethooks.store.delivery_log import next_attempts
-from schemas.tasks import DEAD_LETTER_HEADER, AttemptRecord, DeadLetter, header_value, task_headers
+from schemas.tasks import (
+    DEAD_LETTER_HEADER,
+    AttemptRecord,
+    DeadLetter,
+    DeliveryTask,
+    header_value,
+    task_headers,
+)
 
 BATCH = 500
 MAX_TEXT = 100
@@ -207,8 +214,15 @@ def _send_back(
     made = max((item.attempt for item in task.history), default=task.attempt_base)
     # The log also knows the attempts made since it died (a `logs retry`, an earlier replay).
     made = max(made, numbers.get(task.delivery_id, 1) - 1)
-    again = task.model_copy(
-        update={"attempt": made + 1, "attempt_base": made, "resend": True, "not_before": now}
+    again = DeliveryTask.resend_of(
+        delivery_id=task.delivery_id,
+        webhook_id=task.webhook_id,
+        event=task.event,
+        asset_key=task.asset_key,
+        made=made,
+        now=now,
+        source=task.source,
+        history=task.history,
     )
     writer.send(settings.retry_topics[0], record.value(), key=raw_key(record), headers=task_headers(again))
 

@@ -208,15 +208,13 @@ def _queue(
     number: int,
 ) -> None:
     topic, partition, offset = coordinates(record)
-    task = DeliveryTask(
+    task = DeliveryTask.resend_of(
         delivery_id=attempt.delivery_id,
         webhook_id=attempt.webhook_id,
         event=attempt.event,
         asset_key=attempt.asset_id,
-        attempt=number,
-        attempt_base=number - 1,  # a fresh budget
-        resend=True,
-        not_before=now,
+        made=number - 1,
+        now=now,
         source=SourceRef(topic=topic, partition=partition, offset=offset),
     )
     writer.send(

@@ -144,7 +144,7 @@ class _NumberedWriter:
         self._topic = settings.retry_topics[0]
         self._engine = engine
         self._writer = RecordProducer.for_command(settings, "operator")
-        self._batch: list[tuple[bytes | None, str | None, DeliveryTask]] = []
+        self._batch: list[tuple[bytes | None, str | None, int, str, SourceRef, datetime]] = []
 
     def add(
         self,
@@ -156,26 +156,24 @@ class _NumberedWriter:
         now: datetime,
     ) -> None:
         """Queue one delivery (numbered and sent with its batch)."""
-        task = DeliveryTask(
-            delivery_id=delivery_id_for(source, webhook_id),
-            webhook_id=webhook_id,
-            event=event,
-            asset_key=key,
-            attempt=1,
-            resend=True,
-            not_before=now,
-            source=source,
-        )
-        self._batch.append((value, key, task))
+        self._batch.append((value, key, webhook_id, event, source, now))
         if len(self._batch) >= BATCH:
             self._send()
 
     def _send(self) -> None:
-        numbers = next_attempts(self._engine, [task.delivery_id for _, _, task in self._batch])
-        for value, key, task in self._batch:
-            number = numbers[task.delivery_id]
-            numbered = task.model_copy(update={"attempt": number, "attempt_base": number - 1})
-            self._writer.send(self._topic, value, key=key_bytes(key), headers=task_headers(numbered))
+        ids = [delivery_id_for(source, webhook_id) for _, _, webhook_id, _, source, _ in self._batch]
+        numbers = next_attempts(self._engine, ids)
+        for delivery_id, (value, key, webhook_id, event, source, now) in zip(ids, self._batch, strict=True):
+            task = DeliveryTask.resend_of(
+                delivery_id=delivery_id,
+                webhook_id=webhook_id,
+                event=event,
+                asset_key=key,
+                made=numbers[delivery_id] - 1,
+                now=now,
+                source=source,
+            )
+            self._writer.send(self._topic, value, key=key_bytes(key), headers=task_headers(task))
         self._batch.clear()
 
     def flush(self) -> None:
