@@ -320,7 +320,9 @@ def test_sigterm_finishes_the_work_commits_and_exits_zero(
     receiver.plan("/slow", then=(0.3, 200))
     publish(env, *(event("asset.updated", number) for number in range(10)))
     with service("dispatcher", env.values, tmp_path / "run.log") as running:
-        receiver.wait_for(1, "/slow")
+        # Every record taken in (a stop leaves records not yet fetched to the next run, uncommitted), every
+        # answer still 0.3 s away: the stop must wait for them.
+        receiver.wait_for(10, "/slow")
         assert running.stop() == 0
     assert "revoked" in running.output()
     assert all_committed(env)
