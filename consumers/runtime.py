@@ -7,7 +7,7 @@ there); the asyncio loop runs the handler's work. The contract:
   handler calls once every effect of the record is durable (no future per record: this is the hot path),
   or it returns ``Defer(until)``;
 - a record's offset is stored only when its work and the work of every earlier record of its partition
-  finished (``enable.auto.offset.store=false``; librdkafka commits stored offsets every second);
+  finished (``enable.auto.offset.store=false``; librdkafka commits stored offsets every 100 ms);
 - ``Defer`` pauses the partition and seeks back to the record, so it is read again when due: the head of
   a retry tier waits without sleeping in the poll loop. The wake-up timer starts only once the seek is
   done, so no record fetched before the seek can be taken in after it;
@@ -18,6 +18,10 @@ there); the asyncio loop runs the handler's work. The contract:
   shutdown every in-flight record is finished or left uncommitted, then the consumer closes;
 - an exception from the handler, or ``done(error)``, is fatal: that record's offset is never stored, the
   runtime stops, and ``run`` raises it, so a restart re-reads the record.
+
+Which records are taken, what is stored and what is paused are decided by the pure state machines of
+``consumers.partitions``; this module runs them, the threads and the consumer, which comes from ``connect``
+(``tests/test_runtime_states.py`` hands in a fake one).
 """
 
 from __future__ import annotations
