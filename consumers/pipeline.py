@@ -283,6 +283,10 @@ class DeliveryPipeline:
         )
         delivery.done(None)
 
+    def hurry(self, on: bool) -> None:
+        """While a stop or a revocation waits for the work (``on``): the delivery log writes at once."""
+        self._log_writer.hurry(on)
+
     def requeue(self, task: DeliveryTask, body: bytes, tier: float, done: Done) -> None:
         """Move a task that waits longer than its tier to the back of ``tier`` (``assethooks.routing``);
         ``done`` once the tier has it."""

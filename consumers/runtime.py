@@ -106,6 +106,7 @@ class ConsumerRuntime:
         shutdown_timeout: float,
         clock: Callable[[], float] = time.time,
         connect: Callable[[dict[str, Any]], GroupMember] = group_consumer,
+        hurry: Callable[[bool], None] = lambda _on: None,
     ) -> None:
         group = str(config.get("group.id", ""))
         metrics.IN_FLIGHT.labels(group).set_function(lambda: self.in_flight)
@@ -116,6 +117,7 @@ class ConsumerRuntime:
         self._shutdown_timeout = shutdown_timeout
         self._clock = clock
         self._connect = connect
+        self._hurry = hurry  # told while a stop or a revocation waits for the work (writers flush at once)
         self._parts: dict[TP, _Partition] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         # Records in flight are ``_taken - _finished``: each counter has one writer (the consumer thread,
@@ -326,7 +328,11 @@ class ConsumerRuntime:
         if not busy:
             return
         waiting = [asyncio.ensure_future(part.drained.wait()) for part in busy]
-        _done, pending = await asyncio.wait(waiting, timeout=self._shutdown_timeout)
+        self._hurry(True)
+        try:
+            _done, pending = await asyncio.wait(waiting, timeout=self._shutdown_timeout)
+        finally:
+            self._hurry(False)
         for wait in pending:
             wait.cancel()
         unfinished = sum(part.working for part in busy)

@@ -174,6 +174,7 @@ def runtimes(shared: Services, roles: Collection[str]) -> list[ConsumerRuntime]:
                 handler,
                 max_in_flight=settings.max_in_flight,
                 shutdown_timeout=settings.shutdown_timeout,
+                hurry=shared.pipeline.hurry,
             )
         )
     return found

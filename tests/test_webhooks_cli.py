@@ -218,6 +218,26 @@ def test_the_delivery_log_writer_stores_what_the_database_could_refuse(store_env
     ]
 
 
+def test_the_delivery_log_writer_writes_at_once_while_hurried(store_env: TestEnv) -> None:
+    """A stop or a revocation waits for the log: it does not wait for a batch to gather."""
+    engine = make_engine(store_env["database_url"])
+
+    async def write() -> list[BaseException | None]:
+        writer = DeliveryLogWriter(engine, interval=3600)  # a batch would gather for an hour
+        writer.start()
+        writer.hurry(True)
+        committed: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        writer.write(odd_entry(1), committed.set_result)
+        outcome = await asyncio.wait_for(committed, 30)
+        writer.hurry(False)
+        await writer.close()
+        return [outcome]
+
+    assert asyncio.run(write()) == [None]
+    assert len(recent_entries(engine)) == 1
+    engine.dispose()
+
+
 def odd_entry(attempt: int) -> LogEntry:
     return LogEntry(
         webhook_id=1,

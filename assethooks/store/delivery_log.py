@@ -7,6 +7,7 @@ only after that, so every attempt that happened is in the log (at least once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -310,8 +311,9 @@ class DeliveryLogWriter:
     """Collects log entries and commits them in batches from one background thread.
 
     A batch is written when it reaches ``batch_size`` entries or ``interval`` seconds after its first
-    entry. When the database is unavailable the batch is kept and retried with growing pauses, and
-    writers wait, which in turn pauses consumption: nothing is dropped.
+    entry, or at once while someone waits for the work to finish (``hurry``: a stop, a revocation). When
+    the database is unavailable the batch is kept and retried with growing pauses, and writers wait, which
+    in turn pauses consumption: nothing is dropped.
     """
 
     def __init__(self, engine: Engine, *, batch_size: int = 500, interval: float = 0.05) -> None:
@@ -320,6 +322,8 @@ class DeliveryLogWriter:
         self._interval = interval
         self._pending: list[tuple[LogEntry, Committed]] = []
         self._wake = asyncio.Event()
+        self._hurrying = 0
+        self._hurried = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="delivery-log")
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -338,6 +342,16 @@ class DeliveryLogWriter:
         if len(self._pending) == 1 or len(self._pending) >= self._batch_size:
             self._wake.set()
 
+    def hurry(self, on: bool) -> None:
+        """Write batches at once (``on``) while a stop or a revocation waits for the work, so that what
+        was done is in the log before the offsets are committed; ``hurry(False)`` ends one ``hurry(True)``."""
+        self._hurrying += 1 if on else -1
+        if self._hurrying > 0:
+            self._hurried.set()
+            self._wake.set()
+        else:
+            self._hurried.clear()
+
     def written(self, entry: LogEntry) -> asyncio.Future[None]:
         """Queue ``entry``; the future completes once it is committed (for paths that await, not hot ones)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -348,8 +362,9 @@ class DeliveryLogWriter:
         while not (self._closing and not self._pending):
             await self._wake.wait()
             self._wake.clear()
-            if len(self._pending) < self._batch_size and not self._closing:
-                await asyncio.sleep(self._interval)  # let a batch gather
+            if len(self._pending) < self._batch_size and not self._closing and not self._hurrying:
+                with contextlib.suppress(TimeoutError):  # let a batch gather, unless hurried meanwhile
+                    await asyncio.wait_for(self._hurried.wait(), self._interval)
             while self._pending:
                 batch, self._pending = self._pending[: self._batch_size], self._pending[self._batch_size :]
                 try:
