@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from assethooks.kafka import ensure_topics
 from tests.conftest import TestEnv
-from tests.support import cli, read_topic, records_in
+from tests.support import CliResult, cli, read_topic, records_in
 
 VALID = (
     '{"event":"asset.created","timestamp":"2025-02-04T12:00:00+00:00","source":"perfex_assets_module",'
@@ -33,14 +34,21 @@ def keyed(records: list[Message]) -> dict[bytes, bytes]:
     return found
 
 
+@pytest.mark.parametrize("source", ["file", "stdin"])
 def test_a_json_lines_file_with_invalid_lines_names_them_and_sends_nothing(
-    env: TestEnv, tmp_path: Path
+    env: TestEnv, tmp_path: Path, source: str
 ) -> None:
     ensure_topics(env.settings())
     lines = [VALID, "{not json", DELETED, VALID.replace("asset.created", "asset.exploded"), ""]
     events = tmp_path / "events.jsonl"
     events.write_text("\n".join(lines) + "\n")
-    result = cli("publish", "--file", str(events), env=env.values)
+
+    def publish() -> CliResult:  # from the file, or piped in (a pipe cannot be read twice)
+        if source == "file":
+            return cli("publish", "--file", str(events), env=env.values)
+        return cli("publish", "--file", "-", env=env.values, stdin=events.read_text())
+
+    result = publish()
     assert result.code == 2
     assert result.out == ""
     assert result.err.splitlines() == [
@@ -51,7 +59,7 @@ def test_a_json_lines_file_with_invalid_lines_names_them_and_sends_nothing(
     assert records_in(env, env["source_topic"]) == 0
 
     events.write_text(f"{VALID}\n\n{DELETED}\n")
-    sent = cli("publish", "--file", str(events), env=env.values)
+    sent = publish()
     assert sent.code == 0, sent.err
     assert sent.out.strip() == f"published 2 of 2 events to {env['source_topic']}"
     records = keyed(read_topic(env["kafka_bootstrap"], env["source_topic"], count=2))

@@ -73,6 +73,7 @@ def _rereadable(file: IO[bytes]) -> IO[bytes]:
     copy = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 (closed by click's context)
     for line in file:
         copy.write(line)
+    copy.seek(0)
     click.get_current_context().call_on_close(copy.close)
     return copy
 
