@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test chaos bench lint system-deps kafka-up kafka-down postgres-up postgres-down clean
+.PHONY: demo test chaos bench lint system-deps kafka-up kafka-down postgres-up postgres-down clean \
+	images compose-test test-containers fresh-check
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -54,6 +55,23 @@ bench: $(STAMP) system-deps
 	scripts/kafka-local.sh start
 	scripts/postgres-local.sh start
 	ASSETHOOKS_BENCH_POSTGRES_URL=$$(scripts/postgres-local.sh url) $(BIN)/python -m bench
+
+# Containers, on images built here (no registry needed; scripts/containers.sh says how). Each starts dockerd
+# when no engine answers (as root) and stops it afterwards; without Docker each says why it is skipped.
+images:
+	scripts/containers.sh images
+
+# docker-compose.yml end to end: up, a webhook, sample events, signed deliveries verified, down -v.
+compose-test:
+	scripts/containers.sh compose-test
+
+# A slice of the suite with its broker and PostgreSQL from testcontainers.
+test-containers: $(STAMP) system-deps
+	scripts/containers.sh test-containers
+
+# The newcomer's path: `make demo` and `make test` in a new bare Debian container (about 25 minutes).
+fresh-check:
+	scripts/containers.sh fresh-check
 
 kafka-up:
 	scripts/kafka-local.sh start

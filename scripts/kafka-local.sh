@@ -2,6 +2,7 @@
 # A single-node Apache Kafka (KRaft, broker+controller) on 127.0.0.1, from Maven Central jars, no Docker.
 #
 #   scripts/kafka-local.sh start|stop|status|restart
+#   scripts/kafka-local.sh jars    # fetch the jars only and print their folder (for docker/kafka)
 #
 # Environment:
 #   KAFKA_PORT             client port (default 9092)
@@ -229,8 +230,9 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   restart) stop && start ;;
+  jars) fetch_jars && echo "$LIB" ;;
   *)
-    echo "usage: $0 start|stop|status|restart" >&2
+    echo "usage: $0 start|stop|status|restart|jars" >&2
     exit 2
     ;;
 esac

@@ -1,15 +1,14 @@
 """Shared fixtures: a real Kafka broker and a real PostgreSQL for the session, fresh names per test.
 
-Broker, in this order: ``KAFKA_BOOTSTRAP_SERVERS`` if set; testcontainers' Kafka when a Docker engine
-answers; otherwise ``scripts/kafka-local.sh`` (Apache Kafka from Maven Central jars). PostgreSQL:
-``ASSETHOOKS_TEST_POSTGRES_URL`` if set, otherwise ``scripts/postgres-local.sh``. When neither can be had
-the tests fail loudly; nothing is skipped.
+Broker, in this order: ``KAFKA_BOOTSTRAP_SERVERS`` if set; a testcontainers container when
+``ASSETHOOKS_TEST_CONTAINERS=1`` (``tests/containers.py``); otherwise ``scripts/kafka-local.sh`` (Apache
+Kafka from Maven Central jars). PostgreSQL likewise: ``ASSETHOOKS_TEST_POSTGRES_URL``, a container, or
+``scripts/postgres-local.sh``. When neither can be had the tests fail loudly; nothing is skipped.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -25,20 +24,10 @@ from assethooks.kafka import ensure_topics
 from assethooks.settings import Settings
 from assethooks.store.db import make_engine
 from assethooks.store.migrate import upgrade
+from tests import containers
 from tests.support import ROOT, Receiver
 
 _chosen: dict[str, str] = {}
-
-
-def _docker_answers() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        return (
-            subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False).returncode == 0
-        )
-    except subprocess.TimeoutExpired:
-        return False
 
 
 def _script(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -60,12 +49,10 @@ def kafka_bootstrap() -> Iterator[str]:
         _chosen["kafka"] = f"{given} (KAFKA_BOOTSTRAP_SERVERS)"
         yield given
         return
-    if _docker_answers():
-        from testcontainers.kafka import KafkaContainer
-
-        with KafkaContainer().with_kraft() as container:
-            _chosen["kafka"] = "testcontainers"
-            yield container.get_bootstrap_server()
+    if containers.wanted():
+        with containers.kafka() as bootstrap:
+            _chosen["kafka"] = f"{bootstrap} (testcontainers, {containers.KAFKA_IMAGE})"
+            yield bootstrap
         return
     port = os.environ.get("ASSETHOOKS_TEST_KAFKA_PORT", "9092")
     env = {"KAFKA_PORT": port}
@@ -80,12 +67,20 @@ def kafka_bootstrap() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> str:
+def postgres_server() -> Iterator[str]:
     """The URL of a database on a real PostgreSQL server, used to create one database per test."""
     given = os.environ.get("ASSETHOOKS_TEST_POSTGRES_URL")
     if given:
         _chosen["postgres"] = make_url(given).render_as_string(hide_password=True)
-        return given
+        yield given
+        return
+    if containers.wanted():
+        with containers.postgres() as url:
+            _chosen["postgres"] = (
+                f"{make_url(url).render_as_string()} (testcontainers, {containers.POSTGRES_IMAGE})"
+            )
+            yield url
+        return
     started = _script("postgres-local.sh", "start")
     if started.returncode != 0:
         pytest.fail(
@@ -93,7 +88,7 @@ def postgres_server() -> str:
         )
     url = _script("postgres-local.sh", "url").stdout.strip()
     _chosen["postgres"] = f"{url} (scripts/postgres-local.sh)"
-    return url
+    yield url
 
 
 def _plain(url: str) -> str:

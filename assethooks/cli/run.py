@@ -1,14 +1,15 @@
 """``assethooks run dispatcher|retrier|projector|all|alerts``: the long-running processes, and the alerts
 cron producer.
 
-SIGTERM or SIGINT stops fetching, finishes (or leaves uncommitted) the work in flight, commits and exits 0.
+SIGTERM or SIGINT stops fetching, finishes (or leaves uncommitted) the work in flight, commits and exits 0;
+`run alerts --every` finishes the run under way and exits 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import time
+import threading
 
 import click
 
@@ -112,6 +113,10 @@ def _alerts(app: App, once: bool, every: str | None, at: str | None) -> None:
         given = None if at is None else parse_time(at)
     except ConfigError as exc:
         raise ConfigError(f"--now: {exc}") from None
+    stopping = threading.Event()
+    if pause is not None:  # as a container's first process, nothing else would end the loop on SIGTERM
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stopping.set())
     while True:
         now = given or utc_now()
         report = produce_alerts(app.settings, app.migrated_engine, now)
@@ -125,7 +130,8 @@ def _alerts(app: App, once: bool, every: str | None, at: str | None) -> None:
             if report.failed:
                 click.get_current_context().exit(1)
             return
-        time.sleep(pause)  # a cron loop: the next run is not due before
+        if stopping.wait(pause):  # a cron loop: the next run is not due before
+            return
 
 
 COMMANDS = [run]
