@@ -254,18 +254,17 @@ def test_rebuilding_the_projection_from_the_start_gives_the_same_state(
 def test_the_alerts_loop_ends_its_wait_on_sigterm_and_exits_0(env: TestEnv, engine: Engine) -> None:
     """`run alerts --every` is a container's first process in docker-compose.yml; there SIGTERM has no default
     action, so the loop itself must end on it (docker stop would otherwise kill it after its grace period)."""
-    loop = subprocess.Popen(
+    with subprocess.Popen(
         [str(ASSETHOOKS), "run", "alerts", "--every", "1h"],
         env={**os.environ, **env.values},
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert loop.stdout is not None
-        first = loop.stdout.readline()  # the first run is done: the loop now waits an hour
-        assert "0 sent, 0 already sent, 0 failed" in first
-        loop.send_signal(signal.SIGTERM)
-        assert loop.wait(timeout=20) == 0
-    finally:
-        loop.kill()
-        loop.wait()
+    ) as loop:
+        try:
+            assert loop.stdout is not None
+            first = loop.stdout.readline()  # the first run is done: the loop now waits an hour
+            assert "0 sent, 0 already sent, 0 failed" in first
+            loop.send_signal(signal.SIGTERM)
+            assert loop.wait(timeout=20) == 0
+        finally:
+            loop.kill()
