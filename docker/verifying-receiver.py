@@ -8,6 +8,7 @@ prints one line per request, "VERIFIED <event> <asset_id>" or "REJECTED <reason>
 import hashlib
 import hmac
 import json
+import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,4 +37,5 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # as a container's first process
 ThreadingHTTPServer(("0.0.0.0", PORT), Handler).serve_forever()  # noqa: S104 (the compose network)

@@ -302,6 +302,7 @@ fresh_check() {
   docker run -d --name "$name" --network "$network" --shm-size 1g -v "$ROOT:/origin:ro" -v "$LOCAL_CA:/local-ca:ro" \
     -e PIP_CERT=/etc/ssl/certs/ca-certificates.crt "$BASE_IMAGE" sleep infinity >/dev/null
   docker exec "$name" bash -euo pipefail -c '
+    mkdir -p /usr/local/share/ca-certificates
     cp /local-ca/*.crt /usr/local/share/ca-certificates/ 2>/dev/null || true
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ca-certificates >/dev/null
