@@ -19,8 +19,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from assethooks.alerts import due_alerts, envelope
+from assethooks.clock import utc_now
 from assethooks.settings import Settings
-from assethooks.store.assets import all_states, claim, mark_sent, sent_alerts
+from assethooks.store.assets import all_states, claim, mark_sent, record_alerts_run, sent_alerts
+from assethooks.store.models import AlertRunRow
 from producers.events import EventPublisher
 
 log = logging.getLogger(__name__)
@@ -74,4 +76,15 @@ def produce_alerts(settings: Settings, engine: Engine, now: datetime) -> AlertRe
             mark_sent(engine, key, now)
             report.sent.append(key)
             log.info("alert sent: %s", key)
+    record_alerts_run(
+        engine,
+        AlertRunRow(
+            at=now,
+            finished_at=utc_now(),
+            due=report.due,
+            sent=len(report.sent),
+            already=report.already,
+            failed=len(report.failed),
+        ),
+    )
     return report

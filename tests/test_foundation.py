@@ -186,10 +186,12 @@ def test_db_upgrade_gives_the_same_schema_on_sqlite_and_postgres(
     assert on_sqlite == on_postgres
     assert set(on_sqlite) == {
         "alembic_version",
+        "alert_runs",
         "alerts",
         "asset_states",
         "dead_letters",
         "delivery_logs",
+        "delivery_stats",
         "log_positions",
         "webhooks",
         "differences from the models",

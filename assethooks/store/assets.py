@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from assethooks.alerts import Alert, AssetState, FieldNames, apply
 from assethooks.errors import NotFoundError
 from assethooks.store.db import guarded
-from assethooks.store.models import AlertRow, AssetStateRow
+from assethooks.store.models import AlertRow, AlertRunRow, AssetStateRow
 from schemas.events import AssetEvent
 
 log = logging.getLogger(__name__)
@@ -201,6 +201,26 @@ def mark_sent(engine: Engine, key: str, now: datetime) -> None:
             connection.execute(update(AlertRow).where(AlertRow.key == key).values(sent_at=now))
 
     guarded(engine, run)
+
+
+def record_alerts_run(engine: Engine, run: AlertRunRow) -> None:
+    """Keep what one run of the alerts producer did (``assethooks status`` shows the last)."""
+
+    def write() -> None:
+        with Session(engine) as session, session.begin():
+            session.add(run)
+
+    guarded(engine, write)
+
+
+def last_alerts_run(engine: Engine) -> AlertRunRow | None:
+    """The newest run of the alerts producer, if any."""
+
+    def read() -> AlertRunRow | None:
+        with Session(engine, expire_on_commit=False) as session:
+            return session.scalars(select(AlertRunRow).order_by(AlertRunRow.id.desc()).limit(1)).first()
+
+    return guarded(engine, read)
 
 
 def sent_alerts(engine: Engine, asset_id: str | None = None) -> list[tuple[str, str, datetime | None]]:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -72,6 +73,8 @@ class WebhookRow(Base):
     previous_secret_until: Mapped[datetime | None]
     disabled_reason: Mapped[str | None] = mapped_column(Text)  # why it was switched off automatically
     failing_since: Mapped[datetime | None]  # first failure after the last success
+    circuit_open_until: Mapped[datetime | None]  # as a process last reported its circuit breaker
+    circuit_changed_at: Mapped[datetime | None]
 
 
 class DeliveryLogRow(Base):
@@ -82,6 +85,13 @@ class DeliveryLogRow(Base):
         Index("ix_delivery_logs_created_at", "created_at"),
         Index("ix_delivery_logs_webhook_created", "webhook_id", "created_at"),
         Index("ix_delivery_logs_delivery_id", "delivery_id"),
+        Index(
+            "ix_delivery_logs_failed",
+            "webhook_id",
+            "created_at",
+            sqlite_where=text("NOT success"),
+            postgresql_where=text("NOT success"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -99,6 +109,18 @@ class DeliveryLogRow(Base):
     source_partition: Mapped[int | None]
     source_offset: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
+
+
+class DeliveryStatsRow(Base):
+    """Attempts of one webhook in one five-minute bucket (written with the log rows; health reads it)."""
+
+    __tablename__ = "delivery_stats"
+
+    webhook_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(primary_key=True)  # the bucket's start
+    succeeded: Mapped[int]
+    failed: Mapped[int]
+    duration_ms: Mapped[float] = mapped_column(Float)  # the sum over the bucket's attempts
 
 
 class LogPositionRow(Base):
@@ -159,6 +181,20 @@ class AssetStateRow(Base):
     last_partition: Mapped[int]
     last_offset: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime]
+
+
+class AlertRunRow(Base):
+    """One run of the alerts producer: the time it computed alerts for, and what it did."""
+
+    __tablename__ = "alert_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    due: Mapped[int]
+    sent: Mapped[int]
+    already: Mapped[int]
+    failed: Mapped[int]
 
 
 class AlertRow(Base):
