@@ -16,6 +16,7 @@ class Transition(StrEnum):
     """A change of a circuit worth telling the operators about."""
 
     OPENED = "opened"
+    REOPENED = "reopened"  # the probe failed: open again, for longer
     CLOSED = "closed"
 
 
@@ -67,7 +68,7 @@ class Breakers:
             circuit.cooldown = min(circuit.cooldown * 2, self._max_cooldown)
             circuit.open_until = now + circuit.cooldown
             circuit.probing = False
-            return None
+            return Transition.REOPENED
         circuit.failures += 1
         if circuit.open_until is None and circuit.failures >= self._threshold:
             circuit.cooldown = self._cooldown

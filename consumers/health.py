@@ -1,7 +1,8 @@
 """Webhook health: since when each webhook fails, and switching off the ones that fail for too long.
 
-The delivery pipeline reports every outcome here (in memory); every few seconds the news goes to the SQL
-store, where all processes share it: a success clears ``failing_since``, a failure sets it if unset. A
+The delivery pipeline reports every outcome and every change of a circuit here (in memory); every few seconds
+the news goes to the SQL store, where all processes share it: a success clears ``failing_since`` and the
+circuit, a failure sets ``failing_since`` if unset, a circuit's change is kept with its time. A
 webhook failing continuously for ``auto_disable_after`` is disabled with the reason, a WARNING line and a
 metric, as is one whose endpoint answered 410 Gone. Nothing is dropped: the retrier sends the deliveries of a
 disabled webhook to the dead-letter topic, from where `dlq replay` sends them once it is enabled again.
@@ -33,6 +34,7 @@ class WebhookHealth:
         self._healthy: set[int] = set()
         self._failing: dict[int, datetime] = {}
         self._gone: dict[int, str] = {}
+        self._circuits: dict[int, tuple[datetime | None, datetime]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def record(self, webhook_id: int, *, ok: bool, at: datetime) -> None:
@@ -43,6 +45,10 @@ class WebhookHealth:
         else:
             self._healthy.discard(webhook_id)
             self._failing.setdefault(webhook_id, at)
+
+    def circuit(self, webhook_id: int, open_until: datetime | None, *, at: datetime) -> None:
+        """Note that the webhook's circuit opened (until ``open_until``) or closed (``None``) at ``at``."""
+        self._circuits[webhook_id] = (open_until, at)
 
     def gone(self, webhook_id: int, reason: str) -> None:
         """The endpoint asked for no more deliveries: disable the webhook at the next flush."""
@@ -66,10 +72,10 @@ class WebhookHealth:
 
     async def flush(self) -> None:
         """Write the news to the store, then disable what must be."""
-        healthy, failing, gone = self._healthy, self._failing, self._gone
-        self._healthy, self._failing, self._gone = set(), {}, {}
+        healthy, failing, gone, circuits = self._healthy, self._failing, self._gone, self._circuits
+        self._healthy, self._failing, self._gone, self._circuits = set(), {}, {}, {}
         try:
-            await asyncio.to_thread(self._store.record_health, healthy, failing)
+            await asyncio.to_thread(self._store.record_health, healthy, failing, circuits)
             for webhook_id, reason in gone.items():
                 self._disabled(
                     webhook_id, reason, await asyncio.to_thread(self._store.disable, webhook_id, reason)
@@ -88,6 +94,7 @@ class WebhookHealth:
             for webhook_id, since in failing.items():
                 self._failing.setdefault(webhook_id, since)
             self._gone = {**gone, **self._gone}
+            self._circuits = {**circuits, **self._circuits}
 
     @staticmethod
     def _disabled(webhook_id: int, reason: str, done: object) -> None:

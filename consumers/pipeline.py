@@ -195,6 +195,13 @@ class DeliveryPipeline:
         elif changed is Transition.CLOSED:
             metrics.OPEN_CIRCUITS.dec()
             log.warning("circuit closed for webhook %d: deliveries are sent again", webhook_id)
+        if changed is not None:  # for the operators: the store keeps each webhook's last reported state
+            remaining = self._breakers.remaining(webhook_id, time.monotonic())
+            self._health.circuit(
+                webhook_id,
+                None if changed is Transition.CLOSED else attempted + timedelta(seconds=remaining),
+                at=attempted,
+            )
         self._log_and_hand_on(delivery, result, attempted)
 
     def _log_and_hand_on(self, delivery: Delivery, result: AttemptResult, now: datetime) -> None:

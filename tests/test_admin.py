@@ -15,6 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -559,10 +560,10 @@ class Page:
     def __init__(self, browser: WebDriver) -> None:
         self.browser = browser
 
-    def until(self, what: str, check: Callable[[], T]) -> T:
-        """The first truthy ``check()``, retried while elements go stale; fails after 30 s."""
+    def until(self, what: str, check: Callable[[], T], timeout: float = 30) -> T:
+        """The first truthy ``check()``, retried while elements go stale; fails after ``timeout`` s."""
         wait = WebDriverWait(
-            self.browser, 30, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+            self.browser, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
         )
         return wait.until(lambda _driver: check(), message=what)
 
@@ -597,7 +598,9 @@ class Page:
         """Wait until the text at ``selector`` passes ``check``."""
         self.until(what, lambda: check(self.read(selector)))
 
-    def reload_until(self, what: str, reload: tuple[str, str], check: Callable[[], bool]) -> None:
+    def reload_until(
+        self, what: str, reload: tuple[str, str], check: Callable[[], bool], timeout: float = 30
+    ) -> None:
         """Wait until ``check()``, clicking the ``reload`` button (label, within) between looks: what the
         table shows may have been written just after it was loaded."""
 
@@ -607,7 +610,7 @@ class Page:
             self.click(*reload)
             return False
 
-        self.until(what, look)
+        self.until(what, look, timeout)
 
     def sign_in(self, url: str) -> None:
         """Open the page, sign in with the token, wait for the events picker."""
@@ -808,3 +811,88 @@ def test_the_page_refuses_inline_script_and_being_framed(
         return "" if loaded == "about:blank" else loaded
 
     assert page.until("the frame", in_the_frame) == "chrome-error://chromewebdata/"
+
+
+def _event(asset_id: int) -> dict[str, Any]:
+    return {
+        "event": "asset.created",
+        "timestamp": "2026-11-30T10:00:00+00:00",
+        "source": "tests",
+        "asset_id": asset_id,
+        "asset": {"id": asset_id},
+        "data": {},
+    }
+
+
+def test_the_page_shows_a_failing_endpoint_and_its_recovery(
+    env: TestEnv, receiver: Receiver, browser: WebDriver, tmp_path: Path
+) -> None:
+    """Two failures open ERP's circuit: the page shows it failing since, its circuit and its deliveries
+    waiting for a retry, while Audit stays ok; once ERP answers again its health turns to ok, and the
+    chart's bars count every attempt."""
+    settings = env.with_(
+        database_url=f"sqlite:///{tmp_path / 'store.db'}",
+        admin_token=TOKEN,
+        retry_schedule="20s,20s",
+        breaker_failures=2,
+        breaker_cooldown="10s",
+    )
+    page = Page(browser)
+
+    def health_of(name: str) -> str:
+        """The Health cell of the webhook called ``name``."""
+        for row in browser.find_elements(By.CSS_SELECTOR, "#webhooks tbody tr"):
+            cells = row.find_elements(By.TAG_NAME, "td")
+            if cells and cells[0].text == name:
+                found: str = cells[4].text
+                return found
+        return ""
+
+    def fact(name: str) -> str:
+        return page.read(f"#health-facts dd[data-fact='{name}']")
+
+    def bars(kind: str) -> int:
+        rects = browser.find_elements(By.CSS_SELECTOR, f"#health-chart rect.bar-{kind}")
+        return sum(int(rect.get_attribute("data-count") or 0) for rect in rects)
+
+    reload = ("Webhooks", "nav")
+    with (
+        contextmanager(_serve)(settings, tmp_path) as server,
+        service("all", settings.values, tmp_path / "run.log"),
+    ):
+        new_webhook(server, receiver.url("/erp"), name="ERP")  # the first row
+        new_webhook(server, receiver.url("/audit"), name="Audit")
+        receiver.plan("/erp", then=500)
+        page.sign_in(server.url)
+        for asset_id in (1, 2, 3):
+            publish(settings, _event(asset_id))
+        receiver.wait_for(3, "/audit")
+        page.reload_until(
+            "ERP's circuit and retries on the page",
+            reload,
+            lambda: "circuit" in health_of("ERP") and "retrying" in health_of("ERP"),
+        )
+        assert health_of("Audit") == "ok"
+        page.click("Health", "#webhooks tbody tr:first-child")
+        page.until("ERP's health panel", lambda: page.read("#health-title") == "Health of ERP")
+        page.until("failing since", lambda: fact("Failing since") != "—")
+        page.until("the circuit", lambda: fact("Circuit").startswith(("open", "half-open")))
+        page.until("the waiting retries", lambda: int(fact("Waiting for a retry")) >= 2)
+        page.until("the failed bars", lambda: bars("failed") >= 2 and bars("ok") == 0)
+
+        receiver.plan("/erp", then=200)
+        wait_until(lambda: len(receiver.delivered("/erp")) >= 3, timeout=120, what="ERP's three deliveries")
+        page.reload_until(
+            "ERP to recover on the page",
+            reload,
+            lambda: (
+                fact("Health") == "ok" and fact("Waiting for a retry") == "0" and fact("Circuit") == "closed"
+            ),
+            timeout=60,
+        )
+        assert health_of("ERP") == "ok"
+        failed = sum(1 for request in receiver.requests("/erp") if request.status == 500)
+        page.reload_until(
+            "the bars of every attempt", reload, lambda: bars("ok") == 3 and bars("failed") == failed
+        )
+    assert policy_violations(browser) == []

@@ -193,7 +193,7 @@ def test_the_breaker_rules() -> None:
     assert breakers.allow(2, 5)  # other endpoints are not concerned
     assert breakers.allow(1, 12.5)  # the probe
     assert not breakers.allow(1, 12.6)  # only one
-    assert breakers.record(1, ok=False, trips=True, now=13) is None  # open again, twice as long
+    assert breakers.record(1, ok=False, trips=True, now=13) is Transition.REOPENED  # twice as long
     assert not breakers.allow(1, 32)
     assert breakers.allow(1, 33.5)
     assert breakers.record(1, ok=True, trips=False, now=34) is Transition.CLOSED

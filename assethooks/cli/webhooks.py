@@ -17,6 +17,7 @@ from assethooks.clock import utc_now
 from assethooks.durations import format_duration, parse_duration
 from assethooks.errors import DeliveryFailedError, InvalidWebhookError
 from assethooks.operator.deliveries import send_test_delivery
+from assethooks.operator.health import health, health_json, summary
 from assethooks.operator.webhooks import (
     Saved,
     create_webhook,
@@ -24,6 +25,7 @@ from assethooks.operator.webhooks import (
     parse_header_lines,
     update_webhook,
 )
+from assethooks.store.health import Health
 from schemas.webhooks import Webhook
 
 
@@ -50,6 +52,46 @@ def _summary(webhook: Webhook) -> dict[str, Any]:
         "active": webhook.active,
         "why": short(webhook.disabled_reason, 60),
     }
+
+
+def _with_health(masked: dict[str, Any], found: Health | dict[str, Any] | None) -> dict[str, Any]:
+    if isinstance(found, Health):
+        found = health_json(found)
+    return {**masked, "health": found}
+
+
+def _echo_health(picture: dict[str, Any]) -> None:
+    def rate(window: dict[str, Any]) -> str:
+        if not window["attempts"]:
+            return "no attempts"
+        return (
+            f"{window['attempts']:,} attempts, {window['success_rate']:.1%} succeeded, "
+            f"mean {window['mean_ms']} ms"
+        )
+
+    last = picture["last_attempt"]
+    echo_fields(
+        {
+            "health": picture["summary"],
+            "last hour": rate(picture["last_hour"]),
+            "last 24 hours": rate(picture["last_day"]),
+            "last attempt": "-"
+            if last is None
+            else f"{last['at']} {'ok' if last['success'] else 'failed'} "
+            f"{last['status_code'] or '-'} {last['duration_ms']} ms",
+            "failing since": picture["failing_since"] or "-",
+            "circuit": picture["circuit"]
+            + (f" until {picture['circuit_open_until']}" if picture["circuit"] == "open" else ""),
+            "retrying": picture["retrying"],
+            "dead letters": picture["dead_letters"],
+        }
+    )
+    click.echo("attempts per hour, oldest first (+ succeeded, x failed; 16 marks = the busiest hour):")
+    busiest = max((hour["succeeded"] + hour["failed"] for hour in picture["hours"]), default=0) or 1
+    for hour in picture["hours"]:
+        bar = "+" * round(16 * hour["succeeded"] / busiest) + "x" * round(16 * hour["failed"] / busiest)
+        counts = f"{hour['succeeded']:>7,} {hour['failed']:>7,}"
+        click.echo(f"  {hour['start'][:13]}h  {bar:<17}{counts}")
 
 
 def _show(webhook: Webhook, as_json: bool) -> None:
@@ -163,15 +205,18 @@ def _show_generated(secret: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def list_(app: App, as_json: bool) -> None:
-    """List every webhook."""
+    """List every webhook with its health: ok, failing since …, circuit open …, disabled: why."""
     found = app.webhooks.list()
+    healths = {found.webhook_id: found for found in health(app.settings, app.migrated_engine)}
     if as_json:
-        echo_json([webhook.masked() for webhook in found])
+        echo_json([_with_health(webhook.masked(), healths.get(webhook.id)) for webhook in found])
         return
-    columns = ["id", "name", "url", "events", "secret", "active"]
-    if any(webhook.disabled_reason for webhook in found):
-        columns.append("why")
-    echo_table([_summary(webhook) for webhook in found], columns)
+    rows = []
+    for webhook in found:
+        row = _summary(webhook)
+        row["health"] = short(summary(healths[webhook.id]), 70) if webhook.id in healths else "-"
+        rows.append(row)
+    echo_table(rows, ["id", "name", "url", "events", "secret", "active", "health"])
 
 
 @webhooks.command("show")
@@ -179,8 +224,18 @@ def list_(app: App, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def show(app: App, webhook_id: int, as_json: bool) -> None:
-    """Show one webhook."""
-    _show(app.webhooks.get(webhook_id), as_json)
+    """Show one webhook and its health: attempts over the last hour and day, the last attempt, failing
+    since, the circuit, deliveries waiting for a retry, pending dead letters, attempts per hour."""
+    webhook = app.webhooks.get(webhook_id)
+    found = health(app.settings, app.migrated_engine, [webhook_id], hours=True)
+    picture = health_json(found[0]) if found else None
+    if as_json:
+        echo_json(_with_health(webhook.masked(), picture))
+        return
+    echo_fields(webhook.masked())
+    if picture is not None:
+        click.echo("")
+        _echo_health(picture)
 
 
 @webhooks.command("update")

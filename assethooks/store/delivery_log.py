@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, aliased
 from assethooks.completion import settle
 from assethooks.errors import NotFoundError, StoreUnavailableError
 from assethooks.store.db import capped_count, guarded, write_through_outage
+from assethooks.store.health import purge_stats, stats_rows, stats_statement
 from assethooks.store.models import DeliveryLogRow, LogPositionRow
 
 log = logging.getLogger(__name__)
@@ -71,12 +72,14 @@ def insert_entries(engine: Engine, entries: Sequence[LogEntry]) -> None:
                 highest[where] = offset
     positions = [(topic, partition, offset) for (topic, partition), offset in highest.items()]
     upsert = _position_statement(mark, "MAX" if sqlite else "GREATEST")
+    stats = stats_rows(entries, sqlite)
 
     def run() -> None:
         with engine.begin() as connection:
             connection.exec_driver_sql(statement, rows)
             if positions:
                 connection.exec_driver_sql(upsert, positions)
+            connection.exec_driver_sql(stats_statement(mark), stats)
 
     guarded(engine, run)
 
@@ -183,6 +186,7 @@ class LogQuery:
     until: datetime | None = None
     limit: int | None = 50
     newest_of_delivery: bool = False  # only the newest attempt of each delivery
+    after: tuple[datetime, int] | None = None  # a page's cursor: only attempts older than (time, id)
 
 
 def _select(query: LogQuery) -> Select[DeliveryLogRow]:
@@ -200,6 +204,12 @@ def _select(query: LogQuery) -> Select[DeliveryLogRow]:
         statement = statement.where(DeliveryLogRow.created_at >= query.since)
     if query.until is not None:
         statement = statement.where(DeliveryLogRow.created_at < query.until)
+    if query.after is not None:
+        moment, log_id = query.after
+        statement = statement.where(
+            (DeliveryLogRow.created_at < moment)
+            | ((DeliveryLogRow.created_at == moment) & (DeliveryLogRow.id < log_id))
+        )
     if query.newest_of_delivery:
         later = aliased(DeliveryLogRow)
         newest = select(func.max(later.id)).where(later.delivery_id == DeliveryLogRow.delivery_id)
@@ -300,6 +310,7 @@ def purge_attempts(engine: Engine, before: datetime, *, batch: int = 5000) -> in
         count = guarded(engine, one_batch)
         removed += count
         if count < batch:
+            purge_stats(engine, before)
             return removed
 
 

@@ -145,6 +145,7 @@ class DeadLetterRow(Base):
         UniqueConstraint("topic", "partition", "offset", name="uq_dead_letters_position"),
         Index("ix_dead_letters_status_dead_at", "status", "dead_at"),
         Index("ix_dead_letters_webhook", "webhook_id"),
+        Index("ix_dead_letters_delivery_id", "delivery_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

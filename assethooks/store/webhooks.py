@@ -130,16 +130,33 @@ class WebhookStore:
 
         return guarded(self._engine, run)
 
-    def record_health(self, healthy: Iterable[int], failing: Mapping[int, datetime]) -> None:
-        """Note webhooks that just succeeded (no longer failing) and those that fail (failing since the
-        given time, unless they already were)."""
-        ok, bad = list(healthy), dict(failing)
+    def record_health(
+        self,
+        healthy: Iterable[int],
+        failing: Mapping[int, datetime],
+        circuits: Mapping[int, tuple[datetime | None, datetime]] | None = None,
+    ) -> None:
+        """Note webhooks that just succeeded (no longer failing, circuit closed), those that fail (failing
+        since the given time, unless they already were), and circuits that changed: open until a time, or
+        closed (``None``), at a time; a change older than the one kept is ignored."""
+        ok, bad, changes = list(healthy), dict(failing), dict(circuits or {})
 
         def run() -> None:
             with self._engine.begin() as connection:
                 if ok:
                     connection.execute(
-                        update(WebhookRow).where(WebhookRow.id.in_(ok)).values(failing_since=None)
+                        update(WebhookRow)
+                        .where(WebhookRow.id.in_(ok))
+                        .values(failing_since=None, circuit_open_until=None)
+                    )
+                for webhook_id, (open_until, at) in changes.items():
+                    connection.execute(
+                        update(WebhookRow)
+                        .where(
+                            WebhookRow.id == webhook_id,
+                            (WebhookRow.circuit_changed_at.is_(None)) | (WebhookRow.circuit_changed_at <= at),
+                        )
+                        .values(circuit_open_until=open_until, circuit_changed_at=at)
                     )
                 for webhook_id, since in bad.items():
                     connection.execute(

@@ -11,12 +11,14 @@ Content-Security-Policy that lets the page run only the app's own script and sty
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -24,6 +26,7 @@ from aiohttp import web
 from sqlalchemy import Engine
 
 from assethooks.clock import utc_now
+from assethooks.durations import parse_duration
 from assethooks.errors import (
     UNEXPECTED,
     AssetHooksError,
@@ -40,10 +43,11 @@ from assethooks.operator.deliveries import (
     resend_failed,
     send_test_delivery,
 )
+from assethooks.operator.health import health, health_json
 from assethooks.operator.webhooks import Saved, create_webhook, generate_secret, update_webhook
 from assethooks.settings import Settings
 from assethooks.store.dead_letters import DeadLetterStatus
-from assethooks.store.delivery_log import get_attempt, query_attempts
+from assethooks.store.delivery_log import LoggedAttempt, get_attempt, purge_attempts, query_attempts
 from assethooks.store.webhooks import WebhookStore
 from assethooks.web.openapi import openapi_document
 from assethooks.web.throttle import LoginThrottle, client_key
@@ -310,6 +314,49 @@ async def show(request: web.Request) -> web.Response:
     return web.json_response({"webhook": webhook.masked()})
 
 
+async def rotate_secret(request: web.Request) -> web.Response:
+    """Replace the secret (given, or generated and shown once); the old one signs beside it for ``grace``."""
+    admin = request.app[ADMIN]
+    webhook_id = _webhook_id(request)
+    body = await _body(request, ("secret", "generate_secret", "grace"))
+    webhook = await _run(admin.webhooks.get, webhook_id)
+    secret, generate, grace = body.get("secret"), body.get("generate_secret", False), body.get("grace", "24h")
+    if not isinstance(generate, bool) or not isinstance(grace, str):
+        raise InvalidWebhookError("generate_secret must be true or false, grace a duration such as 24h")
+    if (secret is None) == (not generate):
+        raise InvalidWebhookError("give either secret or generate_secret: true")
+    if secret is not None and not isinstance(secret, str):
+        raise InvalidWebhookError("secret must be text")
+    chosen = generate_secret(webhook.signature) if generate else secret
+    seconds = parse_duration(grace)
+    rotated = await _run(admin.webhooks.rotate_secret, webhook_id, chosen, timedelta(seconds=seconds))
+    answer: dict[str, Any] = {
+        "webhook": rotated.masked(),
+        "previous_secret_until": None
+        if rotated.previous_secret_until is None
+        else rotated.previous_secret_until.isoformat(timespec="seconds"),
+    }
+    if generate:
+        answer["secret"] = chosen  # shown once
+    return web.json_response(answer)
+
+
+async def webhook_health(request: web.Request) -> web.Response:
+    """One webhook's health, with its attempts per hour over the last 24 hours."""
+    admin = request.app[ADMIN]
+    webhook_id = _webhook_id(request)
+    await _run(admin.webhooks.get, webhook_id)  # 404 for an unknown webhook
+    found = await _run(health, admin.settings, admin.engine, [webhook_id], hours=True)
+    return web.json_response({"health": health_json(found[0])})
+
+
+async def all_health(request: web.Request) -> web.Response:
+    """Every webhook's health (without the hourly counts)."""
+    admin = request.app[ADMIN]
+    found = await _run(health, admin.settings, admin.engine)
+    return web.json_response({"health": [health_json(each) for each in found]})
+
+
 async def update(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
     webhook_id = _webhook_id(request)
@@ -368,12 +415,54 @@ def _log_filters(values: dict[str, Any]) -> LogFilters:
     return LogFilters(**chosen)
 
 
+def _cursor(attempt: LoggedAttempt) -> str:
+    """An opaque position in the log's order (newest first): just after ``attempt``."""
+    plain = f"{attempt.created_at.isoformat()}|{attempt.id}"
+    return base64.urlsafe_b64encode(plain.encode()).decode().rstrip("=")
+
+
+def _after(cursor: str | None) -> tuple[datetime, int] | None:
+    if not cursor:
+        return None
+    try:
+        plain = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, _, log_id = plain.partition("|")
+        after = datetime.fromisoformat(moment), int(log_id)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInputError("cursor is not one this API gave") from None
+    if after[0].tzinfo is None or not 0 <= after[1] <= MAX_ID:
+        raise InvalidInputError("cursor is not one this API gave")
+    return after
+
+
 async def logs(request: web.Request) -> web.Response:
+    """A page of attempts, newest first; ``next_cursor`` (when more match) asks for the next page."""
     query = dict(request.query)
     limit = _int(query.pop("limit", None), "limit", low=1, high=MAX_LIMIT) or 50
+    after = _after(query.pop("cursor", None))
     filters = _log_filters(query)
-    found = await _run(query_attempts, request.app[ADMIN].engine, filters.query(limit))
-    return web.json_response({"attempts": [plain_attempt(attempt) for attempt in found]})
+    chosen = replace(filters.query(limit + 1), after=after)
+    found = await _run(query_attempts, request.app[ADMIN].engine, chosen)
+    page = found[:limit]
+    return web.json_response(
+        {
+            "attempts": [plain_attempt(attempt) for attempt in page],
+            "next_cursor": _cursor(page[-1]) if len(found) > limit else None,
+        }
+    )
+
+
+async def purge_logs(request: web.Request) -> web.Response:
+    """Delete the attempts older than ``older_than`` (default the log retention), as ``logs purge``."""
+    admin = request.app[ADMIN]
+    body = await _body(request, ("older_than",))
+    older_than = body.get("older_than")
+    if older_than is not None and not isinstance(older_than, str):
+        raise InvalidInputError("older_than must be a duration such as 30d")
+    age = admin.settings.log_retention if older_than is None else parse_duration(older_than)
+    cutoff = utc_now() - timedelta(seconds=age)
+    purged = await _run(purge_attempts, admin.engine, cutoff)
+    return web.json_response({"purged": purged, "cutoff": cutoff.isoformat(timespec="seconds")})
 
 
 async def log_entry(request: web.Request) -> web.Response:
@@ -537,9 +626,13 @@ def make_app(
             web.post("/api/webhooks" + one + "/enable", enable),
             web.post("/api/webhooks" + one + "/disable", disable),
             web.post("/api/webhooks" + one + "/test", test),
+            web.get("/api/webhooks" + one + "/health", webhook_health),
+            web.post("/api/webhooks" + one + "/rotate-secret", rotate_secret),
+            web.get("/api/health", all_health),
             web.get("/api/logs", logs),
             web.get("/api/logs" + one, log_entry),
             web.post("/api/logs/retry", retry),
+            web.post("/api/logs/purge", purge_logs),
             web.get("/api/dlq", dlq),
             web.get("/api/dlq" + one, dlq_entry),
             web.post("/api/dlq/replay", dlq_replay),

@@ -147,6 +147,22 @@ def openapi_document() -> dict[str, Any]:
                     "additionalProperties": False,
                 },
                 "DeadLetterSelection": _SELECTION,
+                "SecretRotation": {
+                    "type": "object",
+                    "properties": {
+                        "secret": {"type": "string", "writeOnly": True},
+                        "generate_secret": {"type": "boolean", "description": "the answer shows it once"},
+                        "grace": {"type": "string", "description": "how long the old secret signs too (24h)"},
+                    },
+                    "additionalProperties": False,
+                },
+                "LogPurge": {
+                    "type": "object",
+                    "properties": {
+                        "older_than": {"type": "string", "description": "a duration (default: the retention)"}
+                    },
+                    "additionalProperties": False,
+                },
             },
         },
         "security": [{"bearer": []}],
@@ -172,6 +188,23 @@ def openapi_document() -> dict[str, Any]:
                     "Send the test payload (webhook.test)", "what the endpoint answered", path_id=True
                 )
             },
+            webhook + "/health": {
+                "get": _operation(
+                    "A webhook's health: attempts over the last hour and day, the last attempt, failing "
+                    "since, the circuit, retries waiting, pending dead letters, attempts per hour",
+                    "the health",
+                    path_id=True,
+                )
+            },
+            webhook + "/rotate-secret": {
+                "post": _operation(
+                    "Replace the secret; the old one signs beside it for the grace period",
+                    "the webhook (and a generated secret, once)",
+                    body="SecretRotation",
+                    path_id=True,
+                )
+            },
+            "/api/health": {"get": _operation("Every webhook's health (no hourly counts)", "the health")},
             "/api/logs": {
                 "get": _operation(
                     "Delivery attempts, newest first",
@@ -179,10 +212,14 @@ def openapi_document() -> dict[str, Any]:
                     query=[
                         *_LOG_FILTERS,
                         _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most"),
+                        _query("cursor", _TEXT, "the next_cursor of the previous page"),
                     ],
                 )
             },
             "/api/logs/{id}": {"get": _operation("One attempt in full", "the attempt", path_id=True)},
+            "/api/logs/purge": {
+                "post": _operation("Delete attempts older than a duration", "how many", body="LogPurge")
+            },
             "/api/logs/retry": {
                 "post": _operation(
                     "Re-send failed deliveries (ids or filters)", "queued and skipped", body="LogRetry"

@@ -2,6 +2,9 @@
 "use strict";
 const $ = (selector) => document.querySelector(selector);
 let editing = null;
+let healthOf = null;  // the webhook whose health panel is open
+let logsCursor = null;  // where the next page of Webhook Logs starts
+const SVG = "http://www.w3.org/2000/svg";
 
 async function api(method, path, body) {
   const options = { method, credentials: "same-origin", headers: { "X-Requested-With": "assethooks" } };
@@ -42,7 +45,7 @@ function show(view) {
     const tab = document.querySelector(`nav button[data-view=${name}]`);
     if (name === view) tab.setAttribute("aria-current", "page"); else tab.removeAttribute("aria-current");
   }
-  ({ webhooks: loadWebhooks, logs: loadLogs, dlq: loadDlq })[view]().catch(complain);
+  ({ webhooks: loadWebhooks, logs: () => loadLogs(false), dlq: loadDlq })[view]().catch(complain);
 }
 
 async function loadEvents() {
@@ -66,7 +69,8 @@ async function loadEvents() {
 }
 
 async function loadWebhooks() {
-  const { webhooks } = await api("GET", "/api/webhooks");
+  const [{ webhooks }, { health }] = await Promise.all([api("GET", "/api/webhooks"), api("GET", "/api/health")]);
+  const healthById = new Map(health.map((item) => [item.webhook_id, item]));
   const body = $("#webhooks tbody");
   body.replaceChildren();
   for (const webhook of webhooks) {
@@ -76,7 +80,10 @@ async function loadWebhooks() {
     cell(row, webhook.events === "all" ? "all" : webhook.events.join(", "));
     cell(row, webhook.active ? "active" : "inactive" + (webhook.disabled_reason ? ` (${webhook.disabled_reason})` : ""),
          webhook.active ? "ok" : "failed");
+    const found = healthById.get(webhook.id);
+    cell(row, found ? found.summary : "", found ? `health-${found.state}` : "");
     const actions = row.insertCell();
+    button(actions, "Health", () => openHealth(webhook));
     button(actions, "Edit", async () => openForm(webhook));
     button(actions, "Test Webhook", () => testWebhook(webhook));
     button(actions, webhook.active ? "Disable" : "Enable", async () => {
@@ -88,10 +95,106 @@ async function loadWebhooks() {
     button(actions, "Delete", async () => {
       if (!confirm(`Delete webhook ${webhook.name}?`)) return;
       await api("DELETE", `/api/webhooks/${webhook.id}`);
+      if (healthOf && healthOf.id === webhook.id) $("#close-health").click();
       say(`Deleted webhook ${webhook.name}`);
       await loadWebhooks();
     });
   }
+  if (healthOf) await openHealth(healthOf);  // the open panel follows the table
+}
+
+async function openHealth(webhook) {
+  const { health } = await api("GET", `/api/webhooks/${webhook.id}/health`);
+  healthOf = webhook;
+  $("#health-title").textContent = `Health of ${webhook.name}`;
+  const rate = (window) => window.attempts
+    ? `${window.attempts} attempts, ${(100 * window.success_rate).toFixed(1)}% succeeded, mean ${window.mean_ms} ms`
+    : "no attempts";
+  const last = health.last_attempt;
+  const facts = {
+    "Health": health.summary,
+    "Last hour": rate(health.last_hour),
+    "Last 24 hours": rate(health.last_day),
+    "Last attempt": last
+      ? `${last.at.replace("T", " ").slice(0, 19)} — ${last.success ? "ok" : "failed"} ${last.status_code ?? "no answer"} in ${Math.round(last.duration_ms)} ms`
+      : "none",
+    "Failing since": health.failing_since ? health.failing_since.replace("T", " ").slice(0, 19) : "—",
+    "Circuit": health.circuit + (health.circuit === "open" ? ` until ${health.circuit_open_until.replace("T", " ").slice(0, 19)}` : ""),
+    "Waiting for a retry": String(health.retrying),
+    "Dead letters": String(health.dead_letters),
+  };
+  const list = $("#health-facts");
+  list.replaceChildren();
+  for (const [name, value] of Object.entries(facts)) {
+    const term = document.createElement("dt");
+    term.textContent = name;
+    const detail = document.createElement("dd");
+    detail.textContent = value;
+    detail.dataset.fact = name;
+    list.append(term, detail);
+  }
+  $("#health-chart").replaceChildren(chart(health.hours));
+  $("#rotated").classList.add("hidden");
+  $("#health-panel").classList.remove("hidden");
+}
+
+// Attempts per hour as stacked bars (succeeded below, failed above), drawn here: no library, no CDN.
+function chart(hours) {
+  const width = 24 * 20, height = 100, top = 10, bottom = 16;
+  const busiest = Math.max(1, ...hours.map((hour) => hour.succeeded + hour.failed));
+  const scale = (count) => (height - top - bottom) * count / busiest;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "attempts per hour over the last 24 hours");
+  const shape = (name, attributes) => {
+    const element = document.createElementNS(SVG, name);
+    for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
+    svg.appendChild(element);
+    return element;
+  };
+  shape("line", { class: "axis", x1: 0, x2: width, y1: height - bottom, y2: height - bottom });
+  hours.forEach((hour, index) => {
+    const x = index * 20 + 3;
+    const okHeight = scale(hour.succeeded), failedHeight = scale(hour.failed);
+    const label = `${hour.start.slice(11, 13)}:00 — ${hour.succeeded} succeeded, ${hour.failed} failed`;
+    for (const [kind, count, y, tall] of [
+      ["ok", hour.succeeded, height - bottom - okHeight, okHeight],
+      ["failed", hour.failed, height - bottom - okHeight - failedHeight, failedHeight],
+    ]) {
+      if (!count) continue;
+      const bar = shape("rect", { class: `bar-${kind}`, x, y, width: 14, height: tall, "data-hour": hour.start, "data-count": count });
+      const title = document.createElementNS(SVG, "title");
+      title.textContent = label;
+      bar.appendChild(title);
+    }
+    if (index % 6 === 0 || index === 23) {
+      shape("text", { class: "tick", x, y: height - 4 }).textContent = hour.start.slice(11, 13) + "h";
+    }
+  });
+  return svg;
+}
+
+async function rotateSecret() {
+  const webhook = healthOf;
+  const grace = prompt(`Rotate the secret of ${webhook.name}: how long may the old secret keep signing too?`, "24h");
+  if (grace === null) return;
+  if (!confirm(`Make a new secret for ${webhook.name}? Its receiver must learn it within ${grace}.`)) return;
+  const answer = await api("POST", `/api/webhooks/${webhook.id}/rotate-secret`, { generate_secret: true, grace });
+  const shown = $("#rotated");
+  shown.textContent = `New secret (shown once, give it to the receiver): ${answer.secret}` +
+    (answer.previous_secret_until ? ` — the old one signs too until ${answer.previous_secret_until}` : "");
+  shown.classList.remove("hidden");
+  say(`Rotated the secret of ${webhook.name}`);
+}
+
+async function purgeLogs() {
+  const age = prompt("Delete the delivery-log entries older than (e.g. 30d, 12h):", "30d");
+  if (age === null) return;
+  if (!confirm(`Delete every delivery-log entry older than ${age}? This cannot be undone.`)) return;
+  const report = await api("POST", "/api/logs/purge", { older_than: age });
+  say(`Purged ${report.purged} entries older than ${report.cutoff}`);
+  await loadLogs();
 }
 
 function openForm(webhook) {
@@ -158,15 +261,19 @@ async function testWebhook(webhook) {
   say(result.ok ? "Test delivered" : "Test failed");
 }
 
-async function loadLogs() {
+// The first page of Webhook Logs, or with `more` the next one (a cursor: pages stay right while rows arrive).
+async function loadLogs(more) {
   const form = $("#log-filters");
   const query = new URLSearchParams();
   for (const name of ["webhook_id", "event", "status", "since"]) {
     if (form[name].value) query.set(name, form[name].value);
   }
-  const { attempts } = await api("GET", `/api/logs?${query}`);
+  if (more && logsCursor) query.set("cursor", logsCursor);
+  const { attempts, next_cursor } = await api("GET", `/api/logs?${query}`);
+  logsCursor = next_cursor;
+  $("#older-logs").classList.toggle("hidden", !next_cursor);
   const body = $("#logs tbody");
-  body.replaceChildren();
+  if (!more) body.replaceChildren();
   for (const attempt of attempts) {
     const row = body.insertRow();
     cell(row, attempt.created_at.replace("T", " ").slice(0, 19));
@@ -228,4 +335,8 @@ $("#event-groups").addEventListener("change", (event) => {
   if (!event.target.checked) $("#f-all-events").checked = false;  // one event off: no longer "all"
 });
 $("#log-filters").addEventListener("submit", (event) => { event.preventDefault(); loadLogs().catch(complain); });
+$("#older-logs").addEventListener("click", () => loadLogs(true).catch(complain));
+$("#purge-logs").addEventListener("click", () => purgeLogs().catch(complain));
+$("#rotate-secret").addEventListener("click", () => rotateSecret().catch(complain));
+$("#close-health").addEventListener("click", () => { $("#health-panel").classList.add("hidden"); healthOf = null; });
 loadEvents().then(loadWebhooks).catch(complain);

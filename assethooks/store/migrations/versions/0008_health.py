@@ -1,5 +1,6 @@
 """Endpoint health and the operators' status: delivery counts per webhook and five minutes, the circuit
-state the processes last reported, a partial index on failed attempts, and the alerts producer's runs.
+state the processes last reported, a partial index on failed attempts, an index of dead letters by delivery,
+and the alerts producer's runs.
 
 ``delivery_stats`` is written in the transaction that writes the log rows (one upsert per webhook and
 bucket of a batch), so health over 24 hours sums at most 288 rows per webhook instead of reading the log.
@@ -23,7 +24,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _BUCKET = {  # the start of created_at's five-minute bucket, as the dialect stores created_at
-    "sqlite": "datetime((CAST(strftime('%s', created_at) AS INTEGER) / 300) * 300, 'unixepoch')",
+    "sqlite": "strftime('%Y-%m-%d %H:%M:%S.000000', "
+    "(CAST(strftime('%s', created_at) AS INTEGER) / 300) * 300, 'unixepoch')",
     "postgresql": "to_timestamp(floor(extract(epoch from created_at) / 300) * 300)",
 }
 _SINCE = {
@@ -62,6 +64,7 @@ def upgrade() -> None:
         sqlite_where=sa.text("NOT success"),
         postgresql_where=sa.text("NOT success"),
     )
+    op.create_index("ix_dead_letters_delivery_id", "dead_letters", ["delivery_id"])
     dialect = op.get_bind().dialect.name
     bucket, since = _BUCKET[dialect], _SINCE[dialect]
     op.execute(
@@ -75,6 +78,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Drop them."""
+    op.drop_index("ix_dead_letters_delivery_id", "dead_letters")
     op.drop_index("ix_delivery_logs_failed", "delivery_logs")
     with op.batch_alter_table("webhooks") as table:
         table.drop_column("circuit_changed_at")

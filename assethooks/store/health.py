@@ -1,0 +1,302 @@
+"""Endpoint health from the store, for the CLI, the API and the page: attempts per webhook over the last
+hour and day, the newest attempt, since when it fails, its circuit as the processes last reported it, the
+deliveries waiting for a retry and the pending dead letters.
+
+Cheap on a log of millions of rows. Counts come from ``delivery_stats`` (attempts per webhook and five-minute
+bucket, written in the transaction that writes the log rows: at most 288 rows per webhook and day); the
+newest attempt is one index lookup per webhook; the waiting deliveries read only failed attempts (a
+partial index) of the retry window. "The last hour" is the last twelve buckets: 55 to 60 minutes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, Engine, case, delete, distinct, func, select
+from sqlalchemy.orm import Session, aliased
+
+from assethooks.store.db import guarded
+from assethooks.store.models import DeadLetterRow, DeliveryLogRow, DeliveryStatsRow, WebhookRow
+
+if TYPE_CHECKING:
+    from assethooks.store.delivery_log import LogEntry
+
+BUCKET = 300  # seconds per delivery_stats row
+_HOUR_BUCKETS = 3600 // BUCKET
+_DAY_BUCKETS = 86400 // BUCKET
+
+
+def bucket_start(moment: datetime) -> datetime:
+    """The start of the five-minute bucket ``moment`` falls in."""
+    seconds = int(moment.timestamp())
+    return datetime.fromtimestamp(seconds - seconds % BUCKET, UTC)
+
+
+# -- writing: with the log rows ---------------------------------------------------------------------------
+
+
+def stats_rows(entries: Sequence[LogEntry], sqlite: bool) -> list[tuple[object, ...]]:
+    """The ``delivery_stats`` increments of a batch of log entries, in a fixed order (so that two processes
+    adding to the same rows lock them in the same order)."""
+    sums: dict[tuple[int, int], list[float]] = {}
+    for entry in entries:
+        seconds = int(entry.created_at.timestamp())
+        key = (entry.webhook_id, seconds - seconds % BUCKET)
+        found = sums.get(key)
+        if found is None:
+            found = sums[key] = [0, 0, 0.0]
+        found[0 if entry.success else 1] += 1
+        found[2] += entry.duration_ms
+    rows: list[tuple[object, ...]] = []
+    for (webhook_id, start), (succeeded, failed, duration) in sorted(sums.items()):
+        moment = datetime.fromtimestamp(start, UTC)
+        bucket: object = moment.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else moment
+        rows.append((webhook_id, bucket, int(succeeded), int(failed), duration))
+    return rows
+
+
+def stats_statement(mark: str) -> str:
+    """Add one batch's counts to ``delivery_stats`` (driver parameters ``mark``)."""
+    table = DeliveryStatsRow.__tablename__
+    return (
+        f"INSERT INTO {table} (webhook_id, bucket, succeeded, failed, duration_ms) "  # noqa: S608 (constants)
+        f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}) ON CONFLICT (webhook_id, bucket) DO UPDATE SET "
+        f"succeeded = {table}.succeeded + excluded.succeeded, failed = {table}.failed + excluded.failed, "
+        f"duration_ms = {table}.duration_ms + excluded.duration_ms"
+    )
+
+
+def purge_stats(engine: Engine, before: datetime) -> None:
+    """Delete the buckets that end before ``before`` (with the log rows they count)."""
+
+    def run() -> None:
+        with engine.begin() as connection:
+            connection.execute(delete(DeliveryStatsRow).where(DeliveryStatsRow.bucket < bucket_start(before)))
+
+    guarded(engine, run)
+
+
+# -- reading ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Attempts over a time window."""
+
+    succeeded: int = 0
+    failed: int = 0
+    duration_ms: float = 0.0  # summed over the attempts
+
+    @property
+    def attempts(self) -> int:
+        """Every attempt, successful or not."""
+        return self.succeeded + self.failed
+
+    @property
+    def success_rate(self) -> float | None:
+        """The share of successful attempts, ``None`` without attempts."""
+        return self.succeeded / self.attempts if self.attempts else None
+
+    @property
+    def mean_ms(self) -> float | None:
+        """The mean duration of an attempt, ``None`` without attempts."""
+        return self.duration_ms / self.attempts if self.attempts else None
+
+
+@dataclass(frozen=True, slots=True)
+class LastAttempt:
+    """The newest attempt of a webhook."""
+
+    at: datetime
+    success: bool
+    status_code: int | None
+    duration_ms: float
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Hour:
+    """Attempts in one clock hour (for the chart)."""
+
+    start: datetime
+    succeeded: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The health of one webhook at ``at``."""
+
+    webhook_id: int
+    at: datetime
+    active: bool
+    disabled_reason: str | None
+    failing_since: datetime | None
+    circuit_open_until: datetime | None
+    circuit_changed_at: datetime | None
+    last_hour: Window
+    last_day: Window
+    last_attempt: LastAttempt | None
+    retrying: int  # deliveries whose newest attempt failed and that wait for their next one
+    dead_letters: int  # pending in the dead-letter topic
+    hours: tuple[Hour, ...] = ()  # the last 24 clock hours, oldest first, when asked for
+
+    @property
+    def circuit(self) -> str:
+        """``closed``; ``open`` until ``circuit_open_until``; then ``half-open`` until a success closes it."""
+        if self.circuit_open_until is None:
+            return "closed"
+        return "open" if self.circuit_open_until > self.at else "half-open"
+
+    @property
+    def state(self) -> str:
+        """One word: ``disabled``, ``inactive``, ``circuit-open``, ``failing``, ``idle`` or ``ok``."""
+        if not self.active:
+            return "disabled" if self.disabled_reason else "inactive"
+        if self.circuit != "closed":
+            return "circuit-open"
+        if self.failing_since is not None:
+            return "failing"
+        return "idle" if self.last_attempt is None else "ok"
+
+
+def webhook_health(
+    engine: Engine,
+    *,
+    now: datetime,
+    retry_window: timedelta,
+    webhook_ids: Sequence[int] | None = None,
+    hours: bool = False,
+) -> list[Health]:
+    """The health of the webhooks ``webhook_ids`` (every webhook when ``None``), by id; ``hours`` adds the
+    attempts per clock hour of the last 24. ``retry_window`` is how far back a failed attempt may still
+    wait for its next one (the retry schedule's length)."""
+
+    def run() -> list[Health]:
+        with Session(engine) as session:
+            webhooks = select(WebhookRow).order_by(WebhookRow.id)
+            if webhook_ids is not None:
+                webhooks = webhooks.where(WebhookRow.id.in_(webhook_ids))
+            rows = list(session.scalars(webhooks))
+            ids = [row.id for row in rows]
+            if not ids:
+                return []
+            hour, day = _windows(session, ids, now)
+            last = _last_attempts(session, ids)
+            retrying = _retrying(session, ids, now - retry_window)
+            dead = _dead_letters(session, ids)
+            by_hour = _hours(session, ids[0], now) if hours and len(ids) == 1 else ()
+        return [
+            Health(
+                webhook_id=row.id,
+                at=now,
+                active=row.active,
+                disabled_reason=row.disabled_reason,
+                failing_since=row.failing_since,
+                circuit_open_until=row.circuit_open_until,
+                circuit_changed_at=row.circuit_changed_at,
+                last_hour=hour.get(row.id, Window()),
+                last_day=day.get(row.id, Window()),
+                last_attempt=last.get(row.id),
+                retrying=retrying.get(row.id, 0),
+                dead_letters=dead.get(row.id, 0),
+                hours=by_hour,
+            )
+            for row in rows
+        ]
+
+    return guarded(engine, run)
+
+
+def _windows(session: Session, ids: list[int], now: datetime) -> tuple[dict[int, Window], dict[int, Window]]:
+    stats = DeliveryStatsRow
+    current = bucket_start(now)
+    hour_from = current - timedelta(seconds=BUCKET * (_HOUR_BUCKETS - 1))
+    day_from = current - timedelta(seconds=BUCKET * (_DAY_BUCKETS - 1))
+    in_hour = stats.bucket >= hour_from
+    query = (
+        select(
+            stats.webhook_id,
+            func.sum(stats.succeeded),
+            func.sum(stats.failed),
+            func.sum(stats.duration_ms),
+            func.sum(_if(in_hour, stats.succeeded)),
+            func.sum(_if(in_hour, stats.failed)),
+            func.sum(_if(in_hour, stats.duration_ms)),
+        )
+        .where(stats.webhook_id.in_(ids), stats.bucket >= day_from)
+        .group_by(stats.webhook_id)
+    )
+    hour, day = {}, {}
+    for webhook_id, succeeded, failed, duration, hour_ok, hour_failed, hour_duration in session.execute(
+        query
+    ):
+        day[webhook_id] = Window(int(succeeded), int(failed), float(duration))
+        hour[webhook_id] = Window(int(hour_ok), int(hour_failed), float(hour_duration))
+    return hour, day
+
+
+def _if(condition: ColumnElement[bool], value: Any) -> ColumnElement[Any]:
+    return case((condition, value), else_=0)
+
+
+def _last_attempts(session: Session, ids: list[int]) -> dict[int, LastAttempt]:
+    log = DeliveryLogRow
+    newest = (
+        select(log.id)
+        .where(log.webhook_id == WebhookRow.id)
+        .order_by(log.created_at.desc(), log.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    chosen = select(newest).where(WebhookRow.id.in_(ids))
+    query = select(log).where(log.id.in_(chosen))
+    return {
+        row.webhook_id: LastAttempt(row.created_at, row.success, row.status_code, row.duration_ms, row.error)
+        for row in session.scalars(query)
+    }
+
+
+def _retrying(session: Session, ids: list[int], since: datetime) -> dict[int, int]:
+    failed, later = aliased(DeliveryLogRow), aliased(DeliveryLogRow)
+    moved_on = (
+        select(later.id)
+        .where(later.delivery_id == failed.delivery_id, later.success | (later.attempt > failed.attempt))
+        .exists()
+    )
+    dead = select(DeadLetterRow.id).where(DeadLetterRow.delivery_id == failed.delivery_id).exists()
+    query = (
+        select(failed.webhook_id, func.count(distinct(failed.delivery_id)))
+        .where(failed.webhook_id.in_(ids), ~failed.success, failed.created_at >= since, ~moved_on, ~dead)
+        .group_by(failed.webhook_id)
+    )
+    return {int(webhook_id): int(count) for webhook_id, count in session.execute(query)}
+
+
+def _dead_letters(session: Session, ids: list[int]) -> dict[int, int]:
+    dead = DeadLetterRow
+    query = (
+        select(dead.webhook_id, func.count())
+        .where(dead.webhook_id.in_(ids), dead.status == "pending")
+        .group_by(dead.webhook_id)
+    )
+    return {webhook_id: count for webhook_id, count in session.execute(query) if webhook_id is not None}
+
+
+def _hours(session: Session, webhook_id: int, now: datetime) -> tuple[Hour, ...]:
+    stats = DeliveryStatsRow
+    this_hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    starts = [this_hour - timedelta(hours=back) for back in range(23, -1, -1)]
+    counts = {start: [0, 0] for start in starts}
+    query = select(stats.bucket, stats.succeeded, stats.failed).where(
+        stats.webhook_id == webhook_id, stats.bucket >= starts[0]
+    )
+    for bucket, succeeded, failed in session.execute(query):
+        found = counts.get(bucket.replace(minute=0, second=0, microsecond=0))
+        if found is not None:
+            found[0] += succeeded
+            found[1] += failed
+    return tuple(Hour(start, *counts[start]) for start in starts)
