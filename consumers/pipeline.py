@@ -265,7 +265,7 @@ class DeliveryPipeline:
     ) -> None:
         """A failed attempt is logged once its delivery is handed on: a failure in the log means its retry
         or dead letter exists, so a record read again after a crash does not hand it on twice."""
-        await self._hand_on(delivery, result, failure, now)
+        entry.next_attempt_at = await self._hand_on(delivery, result, failure, now)
         await self._log_writer.written(entry)
 
     def _made_already(self, delivery: Delivery) -> str | None:
@@ -342,7 +342,8 @@ class DeliveryPipeline:
 
     async def _hand_on(
         self, delivery: Delivery, result: AttemptResult, failure: DeliveryFailedError, now: datetime
-    ) -> None:
+    ) -> datetime | None:
+        """Put a failed delivery in its next retry tier and return when it is due, or dead-letter it."""
         record = AttemptRecord(
             attempt=delivery.attempt,
             at=now,
@@ -366,14 +367,13 @@ class DeliveryPipeline:
                 delivery.webhook.id, f"the endpoint answered 410 Gone at {now.isoformat(timespec='seconds')}"
             )
         if failure.retryable and step is not None:
-            task = delivery.task(
-                attempt=delivery.attempt + 1, not_before=now + timedelta(seconds=step.delay), history=history
-            )
+            due = now + timedelta(seconds=step.delay)
+            task = delivery.task(attempt=delivery.attempt + 1, not_before=due, history=history)
             topic = settings.retry_topic_for(step.tier)
             try:
                 await self._handoff.to_retry(topic, task, delivery.body)
                 metrics.handed_off(topic)
-                return
+                return due
             except RecordTooLargeError as exc:
                 failure = PermanentDeliveryError(f"cannot wait for a retry: {exc}")
         if failure.retryable:
@@ -385,6 +385,7 @@ class DeliveryPipeline:
             kind, reason = DeadLetterKind.UNDELIVERABLE, str(failure)
         task = delivery.task(attempt=delivery.attempt, not_before=now, history=history)
         await self.dead_letter(kind, reason, source=delivery.source, body=delivery.body, task=task)
+        return None
 
     async def dead_letter(
         self,

@@ -207,7 +207,7 @@ def _show_generated(secret: str | None) -> None:
 def list_(app: App, as_json: bool) -> None:
     """List every webhook with its health: ok, failing since …, circuit open …, disabled: why."""
     found = app.webhooks.list()
-    healths = {found.webhook_id: found for found in health(app.settings, app.migrated_engine)}
+    healths = {found.webhook_id: found for found in health(app.migrated_engine)}
     if as_json:
         echo_json([_with_health(webhook.masked(), healths.get(webhook.id)) for webhook in found])
         return
@@ -227,7 +227,7 @@ def show(app: App, webhook_id: int, as_json: bool) -> None:
     """Show one webhook and its health: attempts over the last hour and day, the last attempt, failing
     since, the circuit, deliveries waiting for a retry, pending dead letters, attempts per hour."""
     webhook = app.webhooks.get(webhook_id)
-    found = health(app.settings, app.migrated_engine, [webhook_id], hours=True)
+    found = health(app.migrated_engine, [webhook_id], hours=True)
     picture = health_json(found[0]) if found else None
     if as_json:
         echo_json(_with_health(webhook.masked(), picture))

@@ -99,8 +99,10 @@ def attempts_to_retry(
 
 def plain_attempt(attempt: LoggedAttempt) -> dict[str, Any]:
     """A logged attempt as JSON-ready values."""
+    due = attempt.next_attempt_at
     return {name: getattr(attempt, name) for name in LoggedAttempt.__dataclass_fields__} | {
-        "created_at": attempt.created_at.isoformat()
+        "created_at": attempt.created_at.isoformat(),
+        "next_attempt_at": None if due is None else due.isoformat(),
     }
 
 

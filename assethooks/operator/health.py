@@ -4,21 +4,17 @@ plain JSON. The numbers come from ``assethooks.store.health``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
 from assethooks.clock import utc_now
 from assethooks.durations import format_duration
-from assethooks.settings import Settings
 from assethooks.store.health import Health, Window, webhook_health
-
-MARGIN = 3600.0  # seconds beyond the retry schedule that a failed attempt may still wait for its next one
 
 
 def health(
-    settings: Settings,
     engine: Engine,
     webhook_ids: Sequence[int] | None = None,
     *,
@@ -27,14 +23,7 @@ def health(
 ) -> list[Health]:
     """The health of ``webhook_ids`` (every webhook when ``None``), with the hourly counts when ``hours``
     (for one webhook)."""
-    schedule = sum(settings.retry_schedule) * (1 + settings.retry_jitter) + MARGIN
-    return webhook_health(
-        engine,
-        now=now or utc_now(),
-        retry_window=timedelta(seconds=schedule),
-        webhook_ids=webhook_ids,
-        hours=hours,
-    )
+    return webhook_health(engine, now=now or utc_now(), webhook_ids=webhook_ids, hours=hours)
 
 
 def summary(found: Health) -> str:

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 
@@ -22,7 +22,14 @@ from sqlalchemy.orm import Session, aliased
 from assethooks.completion import settle
 from assethooks.errors import NotFoundError, StoreUnavailableError
 from assethooks.store.db import capped_count, guarded, write_through_outage
-from assethooks.store.health import purge_stats, stats_rows, stats_statement
+from assethooks.store.health import (
+    purge_stats,
+    settled_statement,
+    stats_rows,
+    stats_statement,
+    waiting_rows,
+    waiting_statement,
+)
 from assethooks.store.models import DeliveryLogRow, LogPositionRow
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,7 @@ class LogEntry:
     source_partition: int | None
     source_offset: int | None
     created_at: datetime
+    next_attempt_at: datetime | None = None  # a failed attempt's retry: when it is due (None: no retry)
 
 
 _COLUMNS = tuple(LogEntry.__dataclass_fields__)
@@ -73,6 +81,7 @@ def insert_entries(engine: Engine, entries: Sequence[LogEntry]) -> None:
     positions = [(topic, partition, offset) for (topic, partition), offset in highest.items()]
     upsert = _position_statement(mark, "MAX" if sqlite else "GREATEST")
     stats = stats_rows(entries, sqlite)
+    waiting, settled = waiting_rows(entries, sqlite)
 
     def run() -> None:
         with engine.begin() as connection:
@@ -80,6 +89,10 @@ def insert_entries(engine: Engine, entries: Sequence[LogEntry]) -> None:
             if positions:
                 connection.exec_driver_sql(upsert, positions)
             connection.exec_driver_sql(stats_statement(mark), stats)
+            if waiting:
+                connection.exec_driver_sql(waiting_statement(mark), waiting)
+            if settled:
+                connection.exec_driver_sql(settled_statement(mark), settled)
 
     guarded(engine, run)
 
@@ -137,10 +150,8 @@ _LOOKUP_BATCH = 500
 
 def _row(entry: LogEntry, sqlite: bool) -> tuple[object, ...]:
     """One entry as the driver takes it, in ``_COLUMNS`` order."""
-    created: object = entry.created_at
-    if sqlite:  # as UTCDateTime stores it: naive UTC text, YYYY-MM-DD HH:MM:SS.ffffff
-        moment = entry.created_at if entry.created_at.tzinfo is UTC else entry.created_at.astimezone(UTC)
-        created = moment.replace(tzinfo=None).isoformat(" ", "microseconds")
+    created: object = sqlite_time(entry.created_at) if sqlite else entry.created_at
+    due = entry.next_attempt_at
     return (
         entry.webhook_id,
         entry.event,
@@ -156,7 +167,14 @@ def _row(entry: LogEntry, sqlite: bool) -> tuple[object, ...]:
         entry.source_partition,
         entry.source_offset,
         created,
+        sqlite_time(due) if sqlite and due is not None else due,
     )
+
+
+def sqlite_time(moment: datetime) -> str:
+    """``moment`` as UTCDateTime stores it on SQLite: naive UTC text, YYYY-MM-DD HH:MM:SS.ffffff."""
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _text(value: str | None) -> str | None:
@@ -171,7 +189,7 @@ Committed = Callable[[BaseException | None], None]
 class LoggedAttempt(LogEntry):
     """A logged attempt with its id in the log."""
 
-    id: int
+    id: int = field(kw_only=True)
 
 
 @dataclass(frozen=True)

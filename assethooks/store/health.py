@@ -15,11 +15,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Engine, case, delete, distinct, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, Engine, case, delete, func, select
+from sqlalchemy.orm import Session
 
 from assethooks.store.db import guarded
-from assethooks.store.models import DeadLetterRow, DeliveryLogRow, DeliveryStatsRow, WebhookRow
+from assethooks.store.models import (
+    DeadLetterRow,
+    DeliveryLogRow,
+    DeliveryStatsRow,
+    WaitingRetryRow,
+    WebhookRow,
+)
 
 if TYPE_CHECKING:
     from assethooks.store.delivery_log import LogEntry
@@ -69,12 +75,58 @@ def stats_statement(mark: str) -> str:
     )
 
 
+def waiting_rows(
+    entries: Sequence[LogEntry], sqlite: bool
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """The ``waiting_retries`` changes of a batch: the deliveries whose newest attempt here failed with a
+    retry due (delivery, webhook, attempt, due), and those whose newest attempt here settled them
+    (delivery, attempt): a success, a dead letter, or a retry made. A first attempt that succeeded cannot
+    settle a waiting retry and is skipped (the common case costs nothing)."""
+    newest: dict[str, LogEntry] = {}
+    for entry in entries:
+        if entry.attempt > 1 or entry.next_attempt_at is not None:
+            found = newest.get(entry.delivery_id)
+            if found is None or entry.attempt >= found.attempt:
+                newest[entry.delivery_id] = entry
+    waiting: list[tuple[object, ...]] = []
+    settled: list[tuple[object, ...]] = []
+    for delivery_id, entry in sorted(newest.items()):
+        due = entry.next_attempt_at
+        if due is None:
+            settled.append((delivery_id, entry.attempt))
+        else:
+            at: object = (
+                due.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else due
+            )
+            waiting.append((delivery_id, entry.webhook_id, entry.attempt, at))
+    return waiting, settled
+
+
+def waiting_statement(mark: str) -> str:
+    """Note a delivery waiting for its retry, unless a later attempt of it is noted already."""
+    table = WaitingRetryRow.__tablename__
+    return (
+        f"INSERT INTO {table} (delivery_id, webhook_id, attempt, next_attempt_at) "  # noqa: S608 (constants)
+        f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT (delivery_id) DO UPDATE SET "
+        "webhook_id = excluded.webhook_id, attempt = excluded.attempt, "
+        f"next_attempt_at = excluded.next_attempt_at WHERE {table}.attempt <= excluded.attempt"
+    )
+
+
+def settled_statement(mark: str) -> str:
+    """Forget a delivery's waiting retry once an attempt at least as late settled it."""
+    table = WaitingRetryRow.__tablename__
+    return f"DELETE FROM {table} WHERE delivery_id = {mark} AND attempt <= {mark}"  # noqa: S608 (constants)
+
+
 def purge_stats(engine: Engine, before: datetime) -> None:
-    """Delete the buckets that end before ``before`` (with the log rows they count)."""
+    """Delete the buckets that end before ``before`` (with the log rows they count), and the waiting
+    retries due before it (a retry due that long ago was made, or its webhook is gone)."""
 
     def run() -> None:
         with engine.begin() as connection:
             connection.execute(delete(DeliveryStatsRow).where(DeliveryStatsRow.bucket < bucket_start(before)))
+            connection.execute(delete(WaitingRetryRow).where(WaitingRetryRow.next_attempt_at < before))
 
     guarded(engine, run)
 
@@ -167,13 +219,11 @@ def webhook_health(
     engine: Engine,
     *,
     now: datetime,
-    retry_window: timedelta,
     webhook_ids: Sequence[int] | None = None,
     hours: bool = False,
 ) -> list[Health]:
     """The health of the webhooks ``webhook_ids`` (every webhook when ``None``), by id; ``hours`` adds the
-    attempts per clock hour of the last 24. ``retry_window`` is how far back a failed attempt may still
-    wait for its next one (the retry schedule's length)."""
+    attempts per clock hour of the last 24."""
 
     def run() -> list[Health]:
         with Session(engine) as session:
@@ -186,7 +236,7 @@ def webhook_health(
                 return []
             hour, day = _windows(session, ids, now)
             last = _last_attempts(session, ids)
-            retrying = _retrying(session, ids, now - retry_window)
+            retrying = _retrying(session, ids)
             dead = _dead_letters(session, ids)
             by_hour = _hours(session, ids[0], now) if hours and len(ids) == 1 else ()
         return [
@@ -260,18 +310,12 @@ def _last_attempts(session: Session, ids: list[int]) -> dict[int, LastAttempt]:
     }
 
 
-def _retrying(session: Session, ids: list[int], since: datetime) -> dict[int, int]:
-    failed, later = aliased(DeliveryLogRow), aliased(DeliveryLogRow)
-    moved_on = (
-        select(later.id)
-        .where(later.delivery_id == failed.delivery_id, later.success | (later.attempt > failed.attempt))
-        .exists()
-    )
-    dead = select(DeadLetterRow.id).where(DeadLetterRow.delivery_id == failed.delivery_id).exists()
+def _retrying(session: Session, ids: list[int]) -> dict[int, int]:
+    waiting = WaitingRetryRow
     query = (
-        select(failed.webhook_id, func.count(distinct(failed.delivery_id)))
-        .where(failed.webhook_id.in_(ids), ~failed.success, failed.created_at >= since, ~moved_on, ~dead)
-        .group_by(failed.webhook_id)
+        select(waiting.webhook_id, func.count())
+        .where(waiting.webhook_id.in_(ids))
+        .group_by(waiting.webhook_id)
     )
     return {int(webhook_id): int(count) for webhook_id, count in session.execute(query)}
 

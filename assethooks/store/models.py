@@ -16,7 +16,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -85,13 +84,6 @@ class DeliveryLogRow(Base):
         Index("ix_delivery_logs_created_at", "created_at"),
         Index("ix_delivery_logs_webhook_created", "webhook_id", "created_at"),
         Index("ix_delivery_logs_delivery_id", "delivery_id"),
-        Index(
-            "ix_delivery_logs_failed",
-            "webhook_id",
-            "created_at",
-            sqlite_where=text("NOT success"),
-            postgresql_where=text("NOT success"),
-        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -109,6 +101,7 @@ class DeliveryLogRow(Base):
     source_partition: Mapped[int | None]
     source_offset: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime | None]  # a failed attempt's retry: when it is due
 
 
 class DeliveryStatsRow(Base):
@@ -121,6 +114,19 @@ class DeliveryStatsRow(Base):
     succeeded: Mapped[int]
     failed: Mapped[int]
     duration_ms: Mapped[float] = mapped_column(Float)  # the sum over the bucket's attempts
+
+
+class WaitingRetryRow(Base):
+    """A delivery whose newest logged attempt failed and whose retry is due at ``next_attempt_at`` (kept
+    with the log rows: a later attempt, successful or dead-lettered, removes it)."""
+
+    __tablename__ = "waiting_retries"
+    __table_args__ = (Index("ix_waiting_retries_webhook", "webhook_id"),)
+
+    delivery_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    webhook_id: Mapped[int]
+    attempt: Mapped[int]  # the failed attempt's number
+    next_attempt_at: Mapped[datetime | None]  # unknown for failures logged before revision 0008
 
 
 class LogPositionRow(Base):

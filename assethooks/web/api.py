@@ -346,14 +346,14 @@ async def webhook_health(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
     webhook_id = _webhook_id(request)
     await _run(admin.webhooks.get, webhook_id)  # 404 for an unknown webhook
-    found = await _run(health, admin.settings, admin.engine, [webhook_id], hours=True)
+    found = await _run(health, admin.engine, [webhook_id], hours=True)
     return web.json_response({"health": health_json(found[0])})
 
 
 async def all_health(request: web.Request) -> web.Response:
     """Every webhook's health (without the hourly counts)."""
     admin = request.app[ADMIN]
-    found = await _run(health, admin.settings, admin.engine)
+    found = await _run(health, admin.engine)
     return web.json_response({"health": [health_json(each) for each in found]})
 
 
