@@ -114,8 +114,8 @@ def test_410_gone_disables_the_webhook_and_says_why(
     assert "HTTP 410: the endpoint is gone" in letter.reason
     assert len(receiver.requests("/gone")) == 1
     listing = cli("webhooks", "list", env=env.values).out
-    assert listing.splitlines()[0].split()[-1] == "WHY"
-    assert "the endpoint answered 410 Gone" in listing
+    assert listing.splitlines()[0].split()[-1] == "HEALTH"
+    assert "disabled: the endpoint answered 410 Gone" in listing
 
 
 def test_an_open_circuit_sends_nothing_until_its_probe_succeeds(

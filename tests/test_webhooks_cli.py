@@ -64,7 +64,11 @@ def test_the_new_webhook_form_as_commands(store_env: TestEnv) -> None:
         ("Zapier", "all", False),
     ]
     table = run(store_env, "webhooks", "list")
-    assert table.stdout.splitlines()[0].split() == ["ID", "NAME", "URL", "EVENTS", "SECRET", "ACTIVE"]
+    header, erp, zapier = table.stdout.splitlines()
+    assert header.split() == ["ID", "NAME", "URL", "EVENTS", "SECRET", "ACTIVE", "HEALTH"]
+    assert erp.endswith("yes     no deliveries yet")
+    assert zapier.endswith("no      inactive")
+    assert [row["health"]["state"] for row in listed(store_env)] == ["idle", "inactive"]
 
     shown = run(store_env, "webhooks", "show", str(hook["id"]))
     assert "X-Api-Key=****" in shown.stdout
