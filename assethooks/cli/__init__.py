@@ -12,7 +12,20 @@ import logging
 import click
 
 from assethooks import __version__
-from assethooks.cli import admin, assets, dlq, logs, publish, receiver, replay, run, secrets, serve, webhooks
+from assethooks.cli import (
+    admin,
+    assets,
+    dlq,
+    logs,
+    publish,
+    receiver,
+    replay,
+    run,
+    secrets,
+    serve,
+    status,
+    webhooks,
+)
 from assethooks.cli.base import App, Group
 from assethooks.logging_setup import configure_logging
 
@@ -31,6 +44,6 @@ def main(ctx: click.Context) -> None:
         configure_logging("WARNING", kafka_level=logging.CRITICAL)
 
 
-for _module in (admin, webhooks, publish, run, logs, dlq, replay, assets, receiver, secrets, serve):
+for _module in (admin, webhooks, publish, run, status, logs, dlq, replay, assets, receiver, secrets, serve):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -6,7 +6,8 @@ other module to that).
 - ``protocols``: what the service needs of a record, a consumer and a producer (typing only: the objects
   passed are confluent-kafka's own, so the hot path has no wrapper);
 - ``records``: reading a consumed record (its position, its key, its source for a delivery);
-- ``groups``: a group member's consumer, and a group seen from outside (rewinding it);
+- ``groups``: a group member's consumer, and a group seen from outside (its state, members and committed
+  offsets; rewinding it);
 - ``producer``: ``RecordProducer``, the one producer wrapper, for commands and for the event loop;
 - ``reading``: reads outside any group: records by position or range, and ``MetadataReader`` for
   partitions, watermarks and offsets by time.
@@ -26,7 +27,15 @@ from assethooks.kafka.config import (
     consumer_config,
     producer_config,
 )
-from assethooks.kafka.groups import group_consumer, move_group, nothing_to_commit, running_members
+from assethooks.kafka.groups import (
+    GroupView,
+    Member,
+    group_consumer,
+    move_group,
+    nothing_to_commit,
+    running_members,
+    view_groups,
+)
 from assethooks.kafka.producer import RecordProducer
 from assethooks.kafka.protocols import Consumer, GroupMember, Headers, Producer, Record
 from assethooks.kafka.reading import MetadataReader, read_at, scan
@@ -45,8 +54,10 @@ __all__ = [
     "LIBRDKAFKA_LOGGER",
     "Consumer",
     "GroupMember",
+    "GroupView",
     "Headers",
     "KafkaException",
+    "Member",
     "MetadataReader",
     "Producer",
     "Record",
@@ -73,5 +84,6 @@ __all__ = [
     "scan",
     "source_of",
     "topic_specs",
+    "view_groups",
     "written_at",
 ]

@@ -32,21 +32,25 @@ def _reader(settings: Settings, role: str) -> Consumer:
 
 class MetadataReader:
     """One client for partitions, watermarks and offsets by time, kept open between look-ups (it never
-    joins a group). Look-ups raise ``KafkaUnavailableError`` when the cluster does not answer in time."""
+    joins a group). Look-ups raise ``KafkaUnavailableError`` when the cluster does not answer within
+    ``timeout`` seconds."""
 
-    def __init__(self, settings: Settings, role: str = "metadata") -> None:
+    def __init__(
+        self, settings: Settings, role: str = "metadata", *, timeout: float = METADATA_TIMEOUT
+    ) -> None:
         self._consumer = _reader(settings, role)
+        self._timeout = timeout
 
     @classmethod
-    def for_command(cls, settings: Settings) -> Self:
+    def for_command(cls, settings: Settings, *, timeout: float = METADATA_TIMEOUT) -> Self:
         """A reader for one command: fails first, with the reason, when the cluster cannot be reached."""
         check_reachable(settings)
-        return cls(settings, "operator")
+        return cls(settings, "operator", timeout=timeout)
 
     def partitions(self, topic: str) -> list[int]:
         """The partitions of ``topic`` (none when it does not exist)."""
         try:
-            found = self._consumer.list_topics(topic, timeout=METADATA_TIMEOUT).topics.get(topic)
+            found = self._consumer.list_topics(topic, timeout=self._timeout).topics.get(topic)
         except KafkaException as exc:
             raise KafkaUnavailableError(f"cannot read the partitions of {topic}: {describe(exc)}") from None
         if found is None or found.error is not None:
@@ -61,9 +65,7 @@ class MetadataReader:
             raise KafkaUnavailableError(f"cannot read the offsets of {topic}: {describe(exc)}") from None
 
     def _high_and_low(self, topic: str, partition: int) -> tuple[int, int]:
-        return self._consumer.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=METADATA_TIMEOUT
-        )
+        return self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=self._timeout)
 
     def size(self, topic: str) -> int:
         """How many records ``topic`` holds (between its watermarks, over all partitions)."""
@@ -76,7 +78,7 @@ class MetadataReader:
         millis = max(0, int(moment.timestamp() * 1000))  # Kafka reads negative times as special offsets
         try:
             found = self._consumer.offsets_for_times(
-                [TopicPartition(topic, p, millis) for p in partitions], timeout=METADATA_TIMEOUT
+                [TopicPartition(topic, p, millis) for p in partitions], timeout=self._timeout
             )
             result = {}
             for position in found:

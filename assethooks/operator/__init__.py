@@ -1,5 +1,6 @@
 """The operator and data-team tools, as library calls that the CLI (and any other front end) calls:
-the test webhook, re-sending from the delivery log, the dead-letter drain, and topic replay.
+the test webhook, re-sending from the delivery log, the dead-letter drain, topic replay, and the status
+of the consumer groups and backlogs.
 
 Re-sends go through the normal pipeline: a task due now on the shortest retry tier, which the retrier
 picks up, with the same delivery id as the original delivery. Every explicit re-send takes the next

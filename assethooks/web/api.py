@@ -44,6 +44,7 @@ from assethooks.operator.deliveries import (
     send_test_delivery,
 )
 from assethooks.operator.health import health, health_json
+from assethooks.operator.status import service_status
 from assethooks.operator.webhooks import Saved, create_webhook, generate_secret, update_webhook
 from assethooks.settings import Settings
 from assethooks.store.dead_letters import DeadLetterStatus
@@ -538,6 +539,17 @@ async def dlq_purge(request: web.Request) -> web.Response:
     return web.json_response({"purged": report.done})
 
 
+# -- status --------------------------------------------------------------------------------------------
+
+
+async def status(request: web.Request) -> web.Response:
+    """What ``assethooks status --json`` prints: the groups and their lag, the retry backlog, the pending
+    dead letters and the last alerts run."""
+    admin = request.app[ADMIN]
+    found = await _run(service_status, admin.settings, admin.engine)
+    return web.json_response(found.plain())
+
+
 # -- the page, login and the API description ----------------------------------------------------------
 
 
@@ -637,6 +649,7 @@ def make_app(
             web.get("/api/dlq" + one, dlq_entry),
             web.post("/api/dlq/replay", dlq_replay),
             web.post("/api/dlq/purge", dlq_purge),
+            web.get("/api/status", status),
         ]
     )
     return app

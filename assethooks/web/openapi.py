@@ -45,6 +45,7 @@ def _operation(
     query: list[dict[str, Any]] | None = None,
     path_id: bool = False,
     created: bool = False,
+    unavailable: bool = False,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
@@ -56,6 +57,8 @@ def _operation(
             "429": _TOO_MANY,
         },
     }
+    if unavailable:
+        operation["responses"]["503"] = {**_ERROR, "description": "Kafka or the database cannot be reached"}
     parameters = list(query or [])
     if path_id:
         parameters.append({"name": "id", "in": "path", "required": True, "schema": _ID})
@@ -253,6 +256,13 @@ def openapi_document() -> dict[str, Any]:
             "/api/dlq/purge": {
                 "post": _operation(
                     "Mark dead letters resolved without sending", "purged", body="DeadLetterSelection"
+                )
+            },
+            "/api/status": {
+                "get": _operation(
+                    "Consumer groups and their lag, retry backlog, pending dead letters, last alerts run",
+                    "groups, retry_backlog, dead_letters and last_alerts_run (as `assethooks status --json`)",
+                    unavailable=True,
                 )
             },
         },
