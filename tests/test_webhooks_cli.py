@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -19,10 +20,10 @@ def run(store_env: TestEnv, *args: str, stdin: str | None = None) -> Result:
     return CliRunner().invoke(main, list(args), env=store_env.values, input=stdin, catch_exceptions=False)
 
 
-def listed(store_env: TestEnv) -> list[dict[str, object]]:
+def listed(store_env: TestEnv) -> list[dict[str, Any]]:
     result = run(store_env, "webhooks", "list", "--json")
     assert result.exit_code == 0, result.output
-    rows: list[dict[str, object]] = json.loads(result.stdout)
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
     return rows
 
 
