@@ -140,7 +140,7 @@ async function openHealth(webhook) {
 
 // Attempts per hour as stacked bars (succeeded below, failed above), drawn here: no library, no CDN.
 function chart(hours) {
-  const width = 24 * 20, height = 100, top = 10, bottom = 16;
+  const width = 24 * 20 + 12, height = 100, top = 10, bottom = 16;  // room for the last hour's label
   const busiest = Math.max(1, ...hours.map((hour) => hour.succeeded + hour.failed));
   const scale = (count) => (height - top - bottom) * count / busiest;
   const svg = document.createElementNS(SVG, "svg");
@@ -153,7 +153,7 @@ function chart(hours) {
     svg.appendChild(element);
     return element;
   };
-  shape("line", { class: "axis", x1: 0, x2: width, y1: height - bottom, y2: height - bottom });
+  shape("line", { class: "axis", x1: 0, x2: 24 * 20, y1: height - bottom, y2: height - bottom });
   hours.forEach((hour, index) => {
     const x = index * 20 + 3;
     const okHeight = scale(hour.succeeded), failedHeight = scale(hour.failed);
