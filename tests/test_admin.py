@@ -16,7 +16,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +32,9 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from assethooks.signing import verify_delivery
+from assethooks.store.db import make_engine
+from assethooks.store.delivery_log import LogEntry, insert_entries
+from assethooks.store.webhooks import WebhookStore
 from producers.events import EventPublisher
 from tests.conftest import TestEnv
 from tests.support import ASSETHOOKS, Receiver, cli, free_port, read_topic, service, wait_until
@@ -303,6 +307,74 @@ def test_webhooks_through_the_api_and_no_answer_shows_a_secret(
     assert generated.body["secret"] not in admin.call("GET", "/api/webhooks").text
     assert admin.call("DELETE", one).status == 200
     assert admin.call("GET", one).status == 404
+
+
+def test_health_rotation_purge_and_log_pages_through_the_api(admin: AdminServer) -> None:
+    webhook = new_webhook(admin, "https://example.com/hook", secret=SECRET)
+    engine = make_engine(admin.env["database_url"])
+    now = datetime.now(UTC)
+    entries = [
+        LogEntry(
+            webhook["id"],
+            "asset.created",
+            "1",
+            f"d{number}",
+            1,
+            number % 3 != 0,
+            200,
+            5.0,
+            None,
+            None,
+            "events",
+            0,
+            number,
+            now - timedelta(minutes=10 * number),
+            None if number % 3 != 0 else now + timedelta(minutes=1),
+        )
+        for number in range(12)  # 0, 10, …, 110 minutes ago; every third failed and waits for its retry
+    ]
+    insert_entries(engine, entries)
+
+    health = admin.call("GET", f"/api/webhooks/{webhook['id']}/health").body["health"]
+    assert (health["last_day"]["succeeded"], health["last_day"]["failed"], health["retrying"]) == (8, 4, 4)
+    assert len(health["hours"]) == 24
+    assert sum(hour["succeeded"] + hour["failed"] for hour in health["hours"]) == 12
+    assert admin.call("GET", "/api/health").body["health"][0]["summary"] == "ok, 4 retrying"
+    assert admin.call("GET", "/api/webhooks/999/health").status == 404
+
+    # pages of 5, newest first, each after the last; a row logged meanwhile does not shift them
+    first = admin.call("GET", "/api/logs?limit=5").body
+    insert_entries(engine, [replace(entries[0], delivery_id="new", created_at=datetime.now(UTC))])
+    pages, cursor = [first["attempts"]], first["next_cursor"]
+    while cursor:
+        page = admin.call("GET", f"/api/logs?limit=5&cursor={cursor}").body
+        pages.append(page["attempts"])
+        cursor = page["next_cursor"]
+    assert [len(page) for page in pages] == [5, 5, 2]
+    assert [attempt["delivery_id"] for page in pages for attempt in page] == [f"d{n}" for n in range(12)]
+    assert pages[0][0]["next_attempt_at"] is not None  # d0 failed: its retry is due
+    assert admin.call("GET", "/api/logs?cursor=bm9wZQ").body == {"error": "cursor is not one this API gave"}
+
+    # purge what is older than an hour: 6 attempts (60 … 110 minutes ago)
+    purged = admin.call("POST", "/api/logs/purge", {"older_than": "55m"})
+    assert purged.body["purged"] == 6
+    assert len(admin.call("GET", "/api/logs?limit=100").body["attempts"]) == 7  # 6 left and the new one
+    assert admin.call("POST", "/api/logs/purge", {"older_than": 5}).status == 400
+
+    # rotate: a generated secret is shown once; the old one signs beside it for the grace period
+    assert admin.call("POST", f"/api/webhooks/{webhook['id']}/rotate-secret", {}).status == 400
+    rotated = admin.call(
+        "POST", f"/api/webhooks/{webhook['id']}/rotate-secret", {"generate_secret": True, "grace": "1h"}
+    ).body
+    assert len(rotated["secret"]) > 30
+    assert rotated["webhook"]["secret"] == "****"
+    until = datetime.fromisoformat(rotated["previous_secret_until"])
+    assert timedelta(minutes=59) < until - datetime.now(UTC) <= timedelta(hours=1)
+    stored = WebhookStore(engine).get(webhook["id"])
+    assert stored.secret is not None
+    assert stored.secret.get_secret_value() == rotated["secret"]
+    assert rotated["secret"] not in admin.call("GET", f"/api/webhooks/{webhook['id']}").text
+    engine.dispose()
 
 
 def test_bad_requests_get_one_line_json_errors_never_a_500(admin: AdminServer) -> None:
@@ -695,6 +767,22 @@ def test_the_page_creates_tests_logs_and_retries(
         verify_delivery(SECRET, received.body, dict(received.headers), now=time.time(), tolerance=60) is None
     )
 
+    # Rotate secret, from the health panel: the grace period asked, a confirmation, the new secret once
+    page.click("Health", "#webhooks")
+    page.until("the health panel", lambda: page.read("#health-title") == "Health of Sync to ERP")
+    page.click("Rotate secret", "#health-panel")
+    asked = page.until("the grace period prompt", lambda: expected_conditions.alert_is_present()(browser))
+    assert asked
+    asked.send_keys("1h")
+    asked.accept()
+    confirmation = page.until("the confirmation", lambda: expected_conditions.alert_is_present()(browser))
+    assert confirmation
+    confirmation.accept()
+    shown = page.until("the new secret", lambda: page.read("#rotated"))
+    new_secret = shown.split(": ", 1)[1].split(" — ")[0]
+    assert "the old one signs too until" in shown
+    assert new_secret not in server.call("GET", "/api/webhooks").text
+
     # a real event that fails every attempt, then the retry from the logs view succeeds
     receiver.plan("/hook", then=500)
     publish(
@@ -736,28 +824,40 @@ def test_the_page_creates_tests_logs_and_retries(
             filter_logs,
             lambda: any("asset.created" in row and " 200 ok " in row for row in page.rows("#logs")),
         )
+        retried = [
+            r for r in receiver.delivered("/hook") if r.header("X-Asset-Webhook-Event") == "asset.created"
+        ]
+        now = time.time()
+        for secret in (SECRET, new_secret):  # during the grace period both secrets sign
+            assert (
+                verify_delivery(secret, retried[0].body, dict(retried[0].headers), now=now, tolerance=120)
+                is None
+            )
 
-        # the retried delivery's success resolved its dead letter; a new one is listed, then purged
+        # the retried delivery's success resolved its dead letter; two new ones: one replayed, one purged
         receiver.plan("/hook", then=500)
-        publish(
-            server.env,
-            {
-                "event": "asset.created",
-                "timestamp": "2026-11-28T11:00:00+00:00",
-                "source": "tests",
-                "asset_id": 8,
-                "asset": {"id": 8},
-                "data": {},
-            },
-        )
-        read_topic(server.env["kafka_bootstrap"], server.env["dlq_topic"], count=2, timeout=60)
+        for asset_id in (8, 9):
+            publish(server.env, {**_event(asset_id), "timestamp": "2026-11-28T11:00:00+00:00"})
+        read_topic(server.env["kafka_bootstrap"], server.env["dlq_topic"], count=3, timeout=90)
         receiver.plan("/hook", then=200)
         page.click("Dead letters")
         page.reload_until(
-            "only the new dead letter pending", ("Dead letters", "body"), lambda: len(page.rows("#dlq")) == 1
+            "the two new dead letters pending", ("Dead letters", "body"), lambda: len(page.rows("#dlq")) == 2
         )
         resolved = server.call("GET", "/api/dlq?status=resolved").body["entries"]
         assert [entry["asset_id"] for entry in resolved] == ["7"]
+        pending = server.call("GET", "/api/dlq").body["entries"]
+        page.click("Replay", "#dlq tbody tr:first-child")
+        page.shows("#message", lambda message: message.startswith("Replayed 1 entries"), "the replay")
+        replayed_asset = int(pending[0]["asset_id"])
+        wait_until(
+            lambda: [
+                r for r in receiver.delivered("/hook") if json.loads(r.body).get("asset_id") == replayed_asset
+            ],
+            timeout=60,
+            what="the replayed delivery",
+        )
+        page.until("one dead letter left", lambda: len(page.rows("#dlq")) == 1)
         page.shows("#dlq tbody", lambda table: "attempts-exhausted" in table, "the dead letter")
         page.click("Purge", "#dlq")
         confirmation = page.until("the confirmation", lambda: expected_conditions.alert_is_present()(browser))
@@ -770,6 +870,19 @@ def test_the_page_creates_tests_logs_and_retries(
                 and "attempts-exhausted" not in page.read("#dlq tbody")
             ),
         )
+
+        # Purge old entries… in Webhook Logs: the age asked, a confirmation, the log emptied
+        page.click("Webhook Logs")
+        page.click("Purge old entries…", "#log-filters")
+        asked = page.until("the age prompt", lambda: expected_conditions.alert_is_present()(browser))
+        assert asked
+        asked.send_keys("0s")
+        asked.accept()
+        confirmation = page.until("the confirmation", lambda: expected_conditions.alert_is_present()(browser))
+        assert confirmation
+        confirmation.accept()
+        page.shows("#message", lambda message: message.startswith("Purged "), "the log purge")
+        page.until("an empty log view", lambda: page.rows("#logs") == [])
     assert policy_violations(browser) == []
 
 
