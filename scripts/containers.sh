@@ -299,7 +299,10 @@ fresh_check() {
   docker network create "$network" >/dev/null
   trap 'docker rm -f '"$name"' >/dev/null 2>&1; docker network rm '"$network"' >/dev/null 2>&1; stop_engine' EXIT
   step "fresh container: the README's prerequisites, a clone of HEAD"
-  docker run -d --name "$name" --network "$network" --shm-size 1g -v "$ROOT:/origin:ro" -v "$LOCAL_CA:/local-ca:ro" \
+  # --init: an init reaps what the tests kill (a bare `sleep` as PID 1 would leave zombies that look alive);
+  # IPv6 on: a fresh machine has ::1, which the tests use.
+  docker run -d --name "$name" --network "$network" --init --sysctl net.ipv6.conf.all.disable_ipv6=0 \
+    --shm-size 1g -v "$ROOT:/origin:ro" -v "$LOCAL_CA:/local-ca:ro" \
     -e PIP_CERT=/etc/ssl/certs/ca-certificates.crt "$BASE_IMAGE" sleep infinity >/dev/null
   docker exec "$name" bash -euo pipefail -c '
     mkdir -p /usr/local/share/ca-certificates
