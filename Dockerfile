@@ -30,7 +30,7 @@ RUN /opt/assethooks/bin/pip install -q '.[postgres]' \
 FROM ${BASE}
 ARG DEBIAN_FRONTEND=noninteractive
 RUN if ! command -v python3 >/dev/null; then \
-      apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 \
+      apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 ca-certificates \
       && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin; \
     fi \
     && useradd --system --uid 10001 --create-home --home-dir /home/assethooks assethooks

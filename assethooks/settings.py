@@ -52,6 +52,9 @@ DurationList = Annotated[tuple[float, ...], NoDecode, BeforeValidator(_duration_
 CidrList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split)]
 
 
+MIN_ADMIN_TOKEN = 16
+
+
 class Settings(BaseSettings):
     """Every setting of asset-webhooks; ``ASSETHOOKS_<NAME>`` overrides each one."""
 
@@ -111,6 +114,7 @@ class Settings(BaseSettings):
     # rest; without one they are stored as given. Make one with `assethooks secrets new-key`.
     encryption_keys: SecretStr | None = None
     # Bearer token of `assethooks serve` (the admin page and API); without one it binds to loopback only.
+    # An empty value counts as none (compose passes one when the variable is unset); a set one is long.
     admin_token: SecretStr | None = None
     # After five wrong admin tokens in a row from one address, its next attempt waits this long, doubling
     # with each further wrong token up to the maximum; a right token clears it.
@@ -160,6 +164,15 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"{self.kafka_security_protocol} needs {', '.join(missing)}")
         return self
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value()) < MIN_ADMIN_TOKEN:
+            raise ValueError(f"must be at least {MIN_ADMIN_TOKEN} characters (e.g. openssl rand -hex 24)")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -48,7 +48,8 @@ class Breakers:
         return True
 
     def record(self, webhook_id: int, *, ok: bool, trips: bool, now: float) -> Transition | None:
-        """Count an attempt's outcome; ``trips`` says whether its failure counts against the endpoint."""
+        """Count an attempt's outcome; ``trips`` says whether its failure counts against the endpoint. Returns
+        the circuit's change, if any: opened, opened again for longer (a failed probe), or closed."""
         if self._threshold <= 0:
             return None
         circuit = self._circuits.get(webhook_id)

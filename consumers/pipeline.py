@@ -199,7 +199,7 @@ class DeliveryPipeline:
             remaining = self._breakers.remaining(webhook_id, time.monotonic())
             self._health.circuit(
                 webhook_id,
-                None if changed is Transition.CLOSED else attempted + timedelta(seconds=remaining),
+                None if changed is Transition.CLOSED else self._clock() + timedelta(seconds=remaining),
                 at=attempted,
             )
         self._log_and_hand_on(delivery, result, attempted)

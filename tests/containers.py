@@ -39,8 +39,8 @@ def _published(container: DockerContainer, inside: int, port: int) -> DockerCont
 
 @contextmanager
 def _running(container: DockerContainer, what: str) -> Iterator[DockerContainer]:
-    container.start()
     try:
+        container.start()  # inside: a container that started but failed its start-up is removed too
         yield container
     except BaseException:
         stdout, stderr = container.get_logs()

@@ -4,6 +4,7 @@ Chromium."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -353,7 +354,10 @@ def test_health_rotation_purge_and_log_pages_through_the_api(admin: AdminServer)
     assert [len(page) for page in pages] == [5, 5, 2]
     assert [attempt["delivery_id"] for page in pages for attempt in page] == [f"d{n}" for n in range(12)]
     assert pages[0][0]["next_attempt_at"] is not None  # d0 failed: its retry is due
-    assert admin.call("GET", "/api/logs?cursor=bm9wZQ").body == {"error": "cursor is not one this API gave"}
+    refused = {"error": "cursor is not one this API gave"}
+    beyond = base64.urlsafe_b64encode(b"0001-01-01T00:00:00+14:00|1").decode()  # before year 1 in UTC
+    for cursor in ("bm9wZQ", beyond, "%FF"):
+        assert admin.call("GET", f"/api/logs?cursor={cursor}").body == refused
 
     # purge what is older than an hour: 6 attempts (60 … 110 minutes ago)
     purged = admin.call("POST", "/api/logs/purge", {"older_than": "55m"})
@@ -552,11 +556,22 @@ def test_without_a_token_only_this_servers_own_page_may_write(admin_open: AdminS
     assert page.status == 201
 
 
-def test_serve_refuses_to_bind_beyond_loopback_without_a_token(env: TestEnv) -> None:
-    done = cli("serve", "--host", "0.0.0.0", "--port", str(free_port()), env=env.values)
+@pytest.mark.parametrize("token", [None, "", "  "])
+def test_serve_refuses_to_bind_beyond_loopback_without_a_token(env: TestEnv, token: str | None) -> None:
+    """An empty token is no token (docker-compose.yml passes one when the variable is unset)."""
+    chosen = env if token is None else env.with_(admin_token=token)
+    done = cli("serve", "--host", "0.0.0.0", "--port", str(free_port()), env=chosen.values)
     assert done.code == 2
     assert done.err.strip() == (
         "Error: refusing to serve on 0.0.0.0 without ASSETHOOKS_ADMIN_TOKEN; set a token or use 127.0.0.1"
+    )
+
+
+def test_a_short_admin_token_is_refused(env: TestEnv) -> None:
+    done = cli("serve", "--port", str(free_port()), env=env.with_(admin_token="guessable").values)
+    assert (done.code, done.err.strip()) == (
+        2,
+        "Error: ASSETHOOKS_ADMIN_TOKEN: must be at least 16 characters (e.g. openssl rand -hex 24)",
     )
 
 

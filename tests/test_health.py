@@ -69,6 +69,7 @@ def test_health_counts_waiting_and_dead_letters(store_url: str) -> None:
                 dead_at=NOW - timedelta(hours=1), status="pending", resolved_at=None,
             )
         )  # fmt: skip
+    WebhookStore(engine).record_health([], {2: NOW - timedelta(hours=2, minutes=5)})  # as the dispatcher does
     one, two, three = health(engine, now=NOW)
     hours = health(engine, [1], hours=True, now=NOW)[0].hours
 
@@ -81,7 +82,7 @@ def test_health_counts_waiting_and_dead_letters(store_url: str) -> None:
     assert (two.last_day.succeeded, two.last_day.failed, two.retrying, two.dead_letters) == (1, 4, 1, 1)
     assert two.last_attempt is not None
     assert not two.last_attempt.success
-    assert summary(two) == "ok, 1 retrying, 1 dead"  # failing_since is the dispatcher's to set
+    assert summary(two) == "failing since 2026-11-30 09:57:30Z (2h5m), 1 retrying, 1 dead"
     assert (three.state, three.last_attempt, three.last_day.attempts) == ("idle", None, 0)
     assert len(hours) == 24
     assert hours[-1].start == NOW.replace(minute=0, second=0)
@@ -184,4 +185,31 @@ def test_health_of_100_webhooks_over_a_million_rows(store_url: str) -> None:
     assert sum(each.retrying for each in found) == 50_000  # no failed delivery was attempted again
     single = health(engine, [1], hours=True, now=now)[0]
     assert sum(hour.succeeded + hour.failed for hour in single.hours) == 10_000
+    engine.dispose()
+
+
+def test_waiting_retries_follow_the_newest_attempt_whatever_the_order(store_url: str) -> None:
+    """Two processes may log attempts of one delivery in any order, and a scheduled retry and a re-send by
+    hand may share an attempt number: the newest attempt decides, a success winning a tie; a delivery
+    whose retry the retrier dead-lettered stops waiting once its dead letter is indexed."""
+    engine = make_engine(store_url)
+    upgrade(engine)
+    _webhooks(engine, 1)
+    at = NOW - timedelta(minutes=5)
+    insert_entries(engine, [entry(1, "tie", 2, False, at), entry(1, "tie", 2, True, at)])  # one batch
+    insert_entries(engine, [entry(1, "late", 3, True, at)])
+    insert_entries(engine, [entry(1, "late", 2, False, at)])  # an older failure, logged after
+    insert_entries(engine, [entry(1, "hand", 2, True, at)])
+    insert_entries(engine, [entry(1, "hand", 2, False, at)])  # the retry of the same number, failed
+    insert_entries(engine, [entry(1, "waits", 1, False, at), entry(1, "gone", 1, False, at)])
+    assert health(engine, now=NOW)[0].retrying == 2  # "waits" and "gone"
+    with Session(engine) as session, session.begin():
+        session.add(
+            DeadLetterRow(
+                topic="dlq", partition=0, offset=2, kind="undeliverable", reason="webhook 1 was deleted",
+                webhook_id=1, event="asset.created", asset_id="1", delivery_id="gone", attempts=1,
+                dead_at=NOW, status="pending", resolved_at=None,
+            )
+        )  # fmt: skip
+    assert health(engine, now=NOW)[0].retrying == 1
     engine.dispose()

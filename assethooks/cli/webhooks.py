@@ -94,13 +94,6 @@ def _echo_health(picture: dict[str, Any]) -> None:
         click.echo(f"  {hour['start'][:13]}h  {bar:<17}{counts}")
 
 
-def _show(webhook: Webhook, as_json: bool) -> None:
-    if as_json:
-        echo_json(webhook.masked())
-    else:
-        echo_fields(webhook.masked())
-
-
 def _warn(saved: Saved) -> None:
     for warning in saved.warnings:
         say(f"Warning: {warning}", err=True)

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Engine
 
 from assethooks.clock import utc_now
-from assethooks.durations import format_duration
 from assethooks.store.health import Health, Window, webhook_health
 
 
@@ -57,10 +56,18 @@ def _clock(moment: datetime) -> str:
 
 
 def _age(now: datetime, since: datetime) -> str:
+    """How long since ``since``, to the minute: ``45s``, ``12m``, ``2h5m``, ``3d4h``."""
     seconds = max(0, int((now - since).total_seconds()))
-    if seconds >= 3600:
-        return format_duration(seconds - seconds % 60)
-    return format_duration(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h" if hours else f"{days}d"
 
 
 def _window(window: Window) -> dict[str, Any]:

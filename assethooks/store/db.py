@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Select, create_engine, event, func, select
@@ -22,6 +23,13 @@ T = TypeVar("T")
 
 OUTAGE_FIRST_PAUSE = 0.5  # seconds before a batch is written again; doubled each time up to the maximum
 OUTAGE_MAX_PAUSE = 10.0
+
+
+def sqlite_time(moment: datetime) -> str:
+    """``moment`` as UTCDateTime stores it on SQLite: naive UTC text, YYYY-MM-DD HH:MM:SS.ffffff (for
+    statements that bypass the ORM on the hot path)."""
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def database_url(raw: str) -> URL:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 
 from sqlalchemy import Engine, Select, case, delete, func, select
@@ -21,15 +21,8 @@ from sqlalchemy.orm import Session, aliased
 
 from assethooks.completion import settle
 from assethooks.errors import NotFoundError, StoreUnavailableError
-from assethooks.store.db import capped_count, guarded, write_through_outage
-from assethooks.store.health import (
-    purge_stats,
-    settled_statement,
-    stats_rows,
-    stats_statement,
-    waiting_rows,
-    waiting_statement,
-)
+from assethooks.store.db import capped_count, guarded, sqlite_time, write_through_outage
+from assethooks.store.health import purge_stats, stats_rows, stats_statement, waiting_rows, waiting_statement
 from assethooks.store.models import DeliveryLogRow, LogPositionRow
 
 log = logging.getLogger(__name__)
@@ -78,21 +71,20 @@ def insert_entries(engine: Engine, entries: Sequence[LogEntry]) -> None:
             offset = entry.source_offset or 0
             if offset > highest.get(where, -1):
                 highest[where] = offset
-    positions = [(topic, partition, offset) for (topic, partition), offset in highest.items()]
+    # Rows that other processes update too are locked in one order (sorted), the busiest last.
+    positions = [(topic, partition, offset) for (topic, partition), offset in sorted(highest.items())]
     upsert = _position_statement(mark, "MAX" if sqlite else "GREATEST")
+    waiting = waiting_rows(entries, sqlite)
     stats = stats_rows(entries, sqlite)
-    waiting, settled = waiting_rows(entries, sqlite)
 
     def run() -> None:
         with engine.begin() as connection:
             connection.exec_driver_sql(statement, rows)
             if positions:
                 connection.exec_driver_sql(upsert, positions)
-            connection.exec_driver_sql(stats_statement(mark), stats)
             if waiting:
                 connection.exec_driver_sql(waiting_statement(mark), waiting)
-            if settled:
-                connection.exec_driver_sql(settled_statement(mark), settled)
+            connection.exec_driver_sql(stats_statement(mark), stats)
 
     guarded(engine, run)
 
@@ -169,12 +161,6 @@ def _row(entry: LogEntry, sqlite: bool) -> tuple[object, ...]:
         created,
         sqlite_time(due) if sqlite and due is not None else due,
     )
-
-
-def sqlite_time(moment: datetime) -> str:
-    """``moment`` as UTCDateTime stores it on SQLite: naive UTC text, YYYY-MM-DD HH:MM:SS.ffffff."""
-    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
-    return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _text(value: str | None) -> str | None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, Engine, case, delete, func, select
 from sqlalchemy.orm import Session
 
-from assethooks.store.db import guarded
+from assethooks.store.db import guarded, sqlite_time
 from assethooks.store.models import (
     DeadLetterRow,
     DeliveryLogRow,
@@ -50,7 +50,7 @@ def stats_rows(entries: Sequence[LogEntry], sqlite: bool) -> list[tuple[object, 
     sums: dict[tuple[int, int], list[float]] = {}
     for entry in entries:
         seconds = int(entry.created_at.timestamp())
-        key = (entry.webhook_id, seconds - seconds % BUCKET)
+        key = (entry.webhook_id, seconds - seconds % BUCKET)  # bucket_start, without a datetime per entry
         found = sums.get(key)
         if found is None:
             found = sums[key] = [0, 0, 0.0]
@@ -59,8 +59,9 @@ def stats_rows(entries: Sequence[LogEntry], sqlite: bool) -> list[tuple[object, 
     rows: list[tuple[object, ...]] = []
     for (webhook_id, start), (succeeded, failed, duration) in sorted(sums.items()):
         moment = datetime.fromtimestamp(start, UTC)
-        bucket: object = moment.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else moment
-        rows.append((webhook_id, bucket, int(succeeded), int(failed), duration))
+        rows.append(
+            (webhook_id, sqlite_time(moment) if sqlite else moment, int(succeeded), int(failed), duration)
+        )
     return rows
 
 
@@ -75,58 +76,68 @@ def stats_statement(mark: str) -> str:
     )
 
 
-def waiting_rows(
-    entries: Sequence[LogEntry], sqlite: bool
-) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    """The ``waiting_retries`` changes of a batch: the deliveries whose newest attempt here failed with a
-    retry due (delivery, webhook, attempt, due), and those whose newest attempt here settled them
-    (delivery, attempt): a success, a dead letter, or a retry made. A first attempt that succeeded cannot
-    settle a waiting retry and is skipped (the common case costs nothing)."""
+def waiting_rows(entries: Sequence[LogEntry], sqlite: bool) -> list[tuple[object, ...]]:
+    """The ``waiting_retries`` rows of a batch, by delivery: its newest attempt here, waiting (it failed and
+    its retry is due at a time) or settled (a success, a dead letter: kept as a tombstone, so that an older
+    attempt logged later by another process cannot make it wait again). On equal attempt numbers (a
+    scheduled retry and a re-send by hand) a success wins. A first attempt that succeeded cannot settle
+    anything and is skipped: the common case costs nothing."""
     newest: dict[str, LogEntry] = {}
     for entry in entries:
         if entry.attempt > 1 or entry.next_attempt_at is not None:
             found = newest.get(entry.delivery_id)
-            if found is None or entry.attempt >= found.attempt:
+            if found is None or _later(entry, found):
                 newest[entry.delivery_id] = entry
-    waiting: list[tuple[object, ...]] = []
-    settled: list[tuple[object, ...]] = []
+    rows: list[tuple[object, ...]] = []
     for delivery_id, entry in sorted(newest.items()):
         due = entry.next_attempt_at
-        if due is None:
-            settled.append((delivery_id, entry.attempt))
-        else:
-            at: object = (
-                due.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else due
+        at = entry.created_at
+        rows.append(
+            (
+                delivery_id,
+                entry.webhook_id,
+                entry.attempt,
+                due is not None,
+                None if due is None else sqlite_time(due) if sqlite else due,
+                sqlite_time(at) if sqlite else at,
             )
-            waiting.append((delivery_id, entry.webhook_id, entry.attempt, at))
-    return waiting, settled
+        )
+    return rows
+
+
+def _later(entry: LogEntry, than: LogEntry) -> bool:
+    return entry.attempt > than.attempt or (entry.attempt == than.attempt and entry.next_attempt_at is None)
 
 
 def waiting_statement(mark: str) -> str:
-    """Note a delivery waiting for its retry, unless a later attempt of it is noted already."""
+    """Note each delivery's newest attempt: waiting for its retry, or settled; an older attempt (or a failure
+    of the same number) never overwrites a newer one."""
     table = WaitingRetryRow.__tablename__
     return (
-        f"INSERT INTO {table} (delivery_id, webhook_id, attempt, next_attempt_at) "  # noqa: S608 (constants)
-        f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT (delivery_id) DO UPDATE SET "
-        "webhook_id = excluded.webhook_id, attempt = excluded.attempt, "
-        f"next_attempt_at = excluded.next_attempt_at WHERE {table}.attempt <= excluded.attempt"
+        f"INSERT INTO {table} (delivery_id, webhook_id, attempt, waiting, next_attempt_at, logged_at) "  # noqa: S608 (constants)
+        f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark}) ON CONFLICT (delivery_id) DO UPDATE SET "
+        "webhook_id = excluded.webhook_id, attempt = excluded.attempt, waiting = excluded.waiting, "
+        "next_attempt_at = excluded.next_attempt_at, logged_at = excluded.logged_at "
+        f"WHERE {table}.attempt < excluded.attempt "
+        f"OR ({table}.attempt = excluded.attempt AND NOT excluded.waiting)"
     )
 
 
-def settled_statement(mark: str) -> str:
-    """Forget a delivery's waiting retry once an attempt at least as late settled it."""
-    table = WaitingRetryRow.__tablename__
-    return f"DELETE FROM {table} WHERE delivery_id = {mark} AND attempt <= {mark}"  # noqa: S608 (constants)
-
-
 def purge_stats(engine: Engine, before: datetime) -> None:
-    """Delete the buckets that end before ``before`` (with the log rows they count), and the waiting
-    retries due before it (a retry due that long ago was made, or its webhook is gone)."""
+    """With the log rows logged before ``before``: the buckets counting them, and the waiting-retry rows
+    of attempts logged before it that settled their delivery or whose retry was due a day before it (a
+    retry that late was made, or its webhook is gone)."""
 
     def run() -> None:
+        waiting = WaitingRetryRow
         with engine.begin() as connection:
             connection.execute(delete(DeliveryStatsRow).where(DeliveryStatsRow.bucket < bucket_start(before)))
-            connection.execute(delete(WaitingRetryRow).where(WaitingRetryRow.next_attempt_at < before))
+            connection.execute(
+                delete(waiting).where(
+                    waiting.logged_at < before,
+                    ~waiting.waiting | (waiting.next_attempt_at < before - timedelta(days=1)),
+                )
+            )
 
     guarded(engine, run)
 
@@ -312,9 +323,10 @@ def _last_attempts(session: Session, ids: list[int]) -> dict[int, LastAttempt]:
 
 def _retrying(session: Session, ids: list[int]) -> dict[int, int]:
     waiting = WaitingRetryRow
+    dead = select(DeadLetterRow.id).where(DeadLetterRow.delivery_id == waiting.delivery_id).exists()
     query = (
         select(waiting.webhook_id, func.count())
-        .where(waiting.webhook_id.in_(ids))
+        .where(waiting.webhook_id.in_(ids), waiting.waiting, ~dead)
         .group_by(waiting.webhook_id)
     )
     return {int(webhook_id): int(count) for webhook_id, count in session.execute(query)}

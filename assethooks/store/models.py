@@ -117,16 +117,18 @@ class DeliveryStatsRow(Base):
 
 
 class WaitingRetryRow(Base):
-    """A delivery whose newest logged attempt failed and whose retry is due at ``next_attempt_at`` (kept
-    with the log rows: a later attempt, successful or dead-lettered, removes it)."""
+    """The newest logged attempt of a delivery that failed once or was retried: ``waiting`` for its retry
+    (due at ``next_attempt_at``) or settled (a success or a dead letter). Written with the log rows."""
 
     __tablename__ = "waiting_retries"
-    __table_args__ = (Index("ix_waiting_retries_webhook", "webhook_id"),)
+    __table_args__ = (Index("ix_waiting_retries_webhook", "webhook_id", "waiting"),)
 
     delivery_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     webhook_id: Mapped[int]
-    attempt: Mapped[int]  # the failed attempt's number
-    next_attempt_at: Mapped[datetime | None]  # unknown for failures logged before revision 0008
+    attempt: Mapped[int]
+    waiting: Mapped[bool]
+    next_attempt_at: Mapped[datetime | None]
+    logged_at: Mapped[datetime]  # when that attempt was made
 
 
 class LogPositionRow(Base):

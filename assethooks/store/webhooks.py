@@ -143,11 +143,11 @@ class WebhookStore:
 
         def run() -> None:
             with self._engine.begin() as connection:
-                if ok:
+                if ok:  # a success anywhere closes the circuit: older reports of it opening no longer count
                     connection.execute(
                         update(WebhookRow)
                         .where(WebhookRow.id.in_(ok))
-                        .values(failing_since=None, circuit_open_until=None)
+                        .values(failing_since=None, circuit_open_until=None, circuit_changed_at=self._clock())
                     )
                 for webhook_id, (open_until, at) in changes.items():
                     connection.execute(

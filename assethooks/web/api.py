@@ -4,7 +4,7 @@ Every route but ``/login``, its ``/static/`` files and ``/healthz`` needs the ad
 configured: as ``Authorization: Bearer <token>``, or as the session cookie the login form sets (then
 state-changing calls must also carry ``X-Requested-With``, which other sites cannot send). Errors are
 ``{"error": "<one line>"}`` with the status the error's class calls for; responses never contain a secret
-except the one just generated for a new webhook. Every response forbids framing and carries a
+except the one just generated for a new webhook or a rotation. Every response forbids framing and carries a
 Content-Security-Policy that lets the page run only the app's own script and styles.
 """
 
@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -428,10 +428,11 @@ def _after(cursor: str | None) -> tuple[datetime, int] | None:
     try:
         plain = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         moment, _, log_id = plain.partition("|")
-        after = datetime.fromisoformat(moment), int(log_id)
-    except (ValueError, UnicodeDecodeError):
+        given = datetime.fromisoformat(moment)
+        after = given.astimezone(UTC), int(log_id)  # the store's form, and a time it can hold
+    except (ValueError, OverflowError):  # UnicodeDecodeError is a ValueError
         raise InvalidInputError("cursor is not one this API gave") from None
-    if after[0].tzinfo is None or not 0 <= after[1] <= MAX_ID:
+    if given.tzinfo is None or not 0 <= after[1] <= MAX_ID:
         raise InvalidInputError("cursor is not one this API gave")
     return after
 

@@ -5,7 +5,8 @@ and the alerts producer's runs.
 ``delivery_stats`` and ``waiting_retries`` are written in the transaction that writes the log rows, so
 health reads at most 288 rows per webhook and day and one row per waiting delivery instead of the log.
 Here they are filled from the log: the counts of its last day, and the deliveries of its last two days
-whose newest attempt failed without a dead letter (when their retry is due is not known for those).
+whose newest attempt failed without a dead letter (when their retry is due is not known for those: the
+failed attempt's time stands in).
 
 Revision ID: 0008
 Revises: 0007
@@ -36,7 +37,8 @@ _SINCE = {  # a day ago, and two days ago
 
 
 def upgrade() -> None:
-    """Create the tables and the index; fill delivery_stats from the last day of the log."""
+    """Create delivery_stats, waiting_retries and alert_runs, the circuit columns of webhooks, the log's
+    next_attempt_at and an index of dead letters by delivery; fill the first two from the log."""
     op.create_table(
         "delivery_stats",
         sa.Column("webhook_id", sa.Integer(), primary_key=True),
@@ -60,9 +62,11 @@ def upgrade() -> None:
         sa.Column("delivery_id", sa.String(64), primary_key=True),
         sa.Column("webhook_id", sa.Integer(), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("waiting", sa.Boolean(), nullable=False),
         sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
+        sa.Column("logged_at", UTCDateTime(), nullable=False),
     )
-    op.create_index("ix_waiting_retries_webhook", "waiting_retries", ["webhook_id"])
+    op.create_index("ix_waiting_retries_webhook", "waiting_retries", ["webhook_id", "waiting"])
     with op.batch_alter_table("webhooks") as table:
         table.add_column(sa.Column("circuit_open_until", UTCDateTime(), nullable=True))
         table.add_column(sa.Column("circuit_changed_at", UTCDateTime(), nullable=True))
@@ -79,8 +83,9 @@ def upgrade() -> None:
         f"FROM delivery_logs WHERE created_at >= {since} GROUP BY webhook_id, {bucket}"
     )
     op.execute(
-        "INSERT INTO waiting_retries (delivery_id, webhook_id, attempt, next_attempt_at) "  # noqa: S608 (constants)
-        "SELECT f.delivery_id, MAX(f.webhook_id), MAX(f.attempt), NULL FROM delivery_logs f "
+        "INSERT INTO waiting_retries (delivery_id, webhook_id, attempt, waiting, next_attempt_at, logged_at) "  # noqa: S608 (constants)
+        "SELECT f.delivery_id, MAX(f.webhook_id), MAX(f.attempt), TRUE, MAX(f.created_at), MAX(f.created_at) "
+        "FROM delivery_logs f "
         f"WHERE NOT f.success AND f.created_at >= {waiting_since} "
         "AND NOT EXISTS (SELECT 1 FROM delivery_logs later WHERE later.delivery_id = f.delivery_id "
         "AND (later.success OR later.attempt > f.attempt)) "
