@@ -149,7 +149,7 @@ class WebhookStore:
                         .where(WebhookRow.id.in_(ok))
                         .values(failing_since=None, circuit_open_until=None, circuit_changed_at=self._clock())
                     )
-                for webhook_id, (open_until, at) in changes.items():
+                for webhook_id, (open_until, at) in sorted(changes.items()):  # one lock order
                     connection.execute(
                         update(WebhookRow)
                         .where(
