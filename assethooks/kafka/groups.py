@@ -3,12 +3,14 @@ and committed offsets, and moving a stopped group's offsets)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 import confluent_kafka
+import confluent_kafka.admin
 from confluent_kafka import (
     ConsumerGroupState,
     ConsumerGroupTopicPartitions,
@@ -90,6 +92,9 @@ class GroupView:
     committed: Mapping[tuple[str, int], int]
 
 
+RETRY_PAUSE = 0.25  # seconds between two looks at the groups
+
+
 def view_groups(
     settings: Settings, partitions: Mapping[str, Sequence[tuple[str, int]]], timeout: float = LOOK_TIMEOUT
 ) -> dict[str, GroupView]:
@@ -100,6 +105,21 @@ def view_groups(
         return {}
     check_reachable(settings, timeout)
     admin = admin_client(settings)  # kept until the answers are in: a dropped client fails its futures
+    deadline = time.monotonic() + timeout
+    while True:  # a broker just started may refuse a while (its group coordinator still loading)
+        try:
+            return _look(admin, partitions, max(deadline - time.monotonic(), RETRY_PAUSE))
+        except KafkaUnavailableError:
+            if time.monotonic() + RETRY_PAUSE >= deadline:
+                raise
+            time.sleep(RETRY_PAUSE)
+
+
+def _look(
+    admin: confluent_kafka.admin.AdminClient,
+    partitions: Mapping[str, Sequence[tuple[str, int]]],
+    timeout: float,
+) -> dict[str, GroupView]:
     described = admin.describe_consumer_groups(list(partitions), request_timeout=timeout)
     # One group per request: the admin API lists the offsets of a single group at a time.
     offsets = {
