@@ -699,6 +699,17 @@ class Page:
 
         self.until(what, look, timeout)
 
+    def answer_then_confirm(self, what: str, answer: str) -> None:
+        """Type ``answer`` into the page's prompt (``what``), then accept its confirmation."""
+        present = expected_conditions.alert_is_present()
+        asked = self.until(what, lambda: present(self.browser))
+        assert asked
+        asked.send_keys(answer)
+        asked.accept()
+        confirmation = self.until("the confirmation", lambda: present(self.browser))
+        assert confirmation
+        confirmation.accept()
+
     def sign_in(self, url: str) -> None:
         """Open the page, sign in with the token, wait for the events picker."""
         self.browser.get(url + "/")
@@ -786,13 +797,7 @@ def test_the_page_creates_tests_logs_and_retries(
     page.click("Health", "#webhooks")
     page.until("the health panel", lambda: page.read("#health-title") == "Health of Sync to ERP")
     page.click("Rotate secret", "#health-panel")
-    asked = page.until("the grace period prompt", lambda: expected_conditions.alert_is_present()(browser))
-    assert asked
-    asked.send_keys("1h")
-    asked.accept()
-    confirmation = page.until("the confirmation", lambda: expected_conditions.alert_is_present()(browser))
-    assert confirmation
-    confirmation.accept()
+    page.answer_then_confirm("the grace period prompt", "1h")
     shown = page.until("the new secret", lambda: page.read("#rotated"))
     new_secret = shown.split(": ", 1)[1].split(" — ")[0]
     assert "the old one signs too until" in shown
@@ -889,13 +894,7 @@ def test_the_page_creates_tests_logs_and_retries(
         # Purge old entries… in Webhook Logs: the age asked, a confirmation, the log emptied
         page.click("Webhook Logs")
         page.click("Purge old entries…", "#log-filters")
-        asked = page.until("the age prompt", lambda: expected_conditions.alert_is_present()(browser))
-        assert asked
-        asked.send_keys("0s")
-        asked.accept()
-        confirmation = page.until("the confirmation", lambda: expected_conditions.alert_is_present()(browser))
-        assert confirmation
-        confirmation.accept()
+        page.answer_then_confirm("the age prompt", "0s")
         page.shows("#message", lambda message: message.startswith("Purged "), "the log purge")
         page.until("an empty log view", lambda: page.rows("#logs") == [])
     assert policy_violations(browser) == []

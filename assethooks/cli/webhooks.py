@@ -54,10 +54,8 @@ def _summary(webhook: Webhook) -> dict[str, Any]:
     }
 
 
-def _with_health(masked: dict[str, Any], found: Health | dict[str, Any] | None) -> dict[str, Any]:
-    if isinstance(found, Health):
-        found = health_json(found)
-    return {**masked, "health": found}
+def _with_health(masked: dict[str, Any], found: Health | None) -> dict[str, Any]:
+    return {**masked, "health": None if found is None else health_json(found)}
 
 
 def _echo_health(picture: dict[str, Any]) -> None:
@@ -221,10 +219,10 @@ def show(app: App, webhook_id: int, as_json: bool) -> None:
     since, the circuit, deliveries waiting for a retry, pending dead letters, attempts per hour."""
     webhook = app.webhooks.get(webhook_id)
     found = health(app.migrated_engine, [webhook_id], hours=True)
-    picture = health_json(found[0]) if found else None
     if as_json:
-        echo_json(_with_health(webhook.masked(), picture))
+        echo_json(_with_health(webhook.masked(), found[0] if found else None))
         return
+    picture = health_json(found[0]) if found else None
     echo_fields(webhook.masked())
     if picture is not None:
         click.echo("")
