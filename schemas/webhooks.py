@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_va
 
 from assethooks.errors import InvalidWebhookError
 from schemas.events import EventName
+from schemas.filters import check_filter
 
 MASK: Final = "****"
 MAX_NAME = 200
@@ -68,6 +69,21 @@ def check_standard_secret(secret: str) -> None:
         raise ValueError("a whsec_ secret must be base64 after its prefix") from None
     if not 24 <= len(key) <= 64:
         raise ValueError("a whsec_ secret must hold 24 to 64 bytes")
+
+
+MAX_RATE = 100_000  # deliveries per second or per minute
+_RATE_LIMIT = re.compile(r"\s*(\d{1,9})\s*/\s*(s|sec|second|m|min|minute)\s*", re.IGNORECASE)
+
+
+def parse_rate_limit(text: str) -> tuple[int, int]:
+    """``"20/s"`` or ``"50/m"`` as (deliveries, per seconds); ``ValueError`` naming the problem."""
+    found = _RATE_LIMIT.fullmatch(text)
+    if found is None:
+        raise ValueError(f"rate limit {text[:40]!r} is not a rate such as 20/s or 50/m")
+    count, unit = int(found[1]), found[2].lower()
+    if not 1 <= count <= MAX_RATE:
+        raise ValueError(f"a rate limit allows 1 to {MAX_RATE:,} deliveries per second or minute")
+    return count, 1 if unit.startswith("s") else 60
 
 
 def is_delivery_header(name: str) -> bool:
@@ -179,6 +195,8 @@ class WebhookSpec(BaseModel):
     headers: dict[str, SecretStr] = {}
     active: bool = True
     signature: SignatureScheme = "seed"
+    rate_limit: str | None = None  # "20/s" or "50/m", for the whole consumer group
+    filter: str | None = None  # a JMESPath expression over the event; deliveries only where it is true
 
     @field_validator("name")
     @classmethod
@@ -231,6 +249,30 @@ class WebhookSpec(BaseModel):
             check_header(str(name), str(raw))
         return value
 
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        count, per = parse_rate_limit(value)
+        return f"{count}/{'s' if per == 1 else 'm'}"
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        check_filter(value)
+        return value.strip()
+
+    @property
+    def rate_per_second(self) -> float | None:
+        """The rate limit in deliveries per second (``None``: no limit)."""
+        if self.rate_limit is None:
+            return None
+        count, per = parse_rate_limit(self.rate_limit)
+        return count / per
+
     @model_validator(mode="after")
     def _secret_fits_scheme(self) -> WebhookSpec:
         if self.signature == "standard":
@@ -257,6 +299,8 @@ class WebhookSpec(BaseModel):
             "headers": {name: value.get_secret_value() for name, value in self.headers.items()},
             "active": self.active,
             "signature": self.signature,
+            "rate_limit": self.rate_limit,
+            "filter": self.filter,
         }
 
 
@@ -292,6 +336,8 @@ class Webhook(WebhookSpec):
             "headers": dict.fromkeys(self.headers, MASK),
             "active": self.active,
             "signature": self.signature,
+            "rate_limit": self.rate_limit,
+            "filter": self.filter,
             "previous_secret_until": _iso(self.previous_secret_until),
             "disabled_reason": self.disabled_reason,
             "failing_since": _iso(self.failing_since),

@@ -74,6 +74,8 @@ class WebhookRow(Base):
     failing_since: Mapped[datetime | None]  # first failure after the last success
     circuit_open_until: Mapped[datetime | None]  # as a process last reported its circuit breaker
     circuit_changed_at: Mapped[datetime | None]
+    rate_limit: Mapped[str | None] = mapped_column(String(20))  # "20/s", "50/m"
+    filter: Mapped[str | None] = mapped_column(Text)  # a JMESPath expression
 
 
 class DeliveryLogRow(Base):

@@ -242,6 +242,8 @@ class WebhookStore:
             "headers": {name: opened(value) for name, value in row.headers.items()},
             "active": row.active,
             "signature": row.signature,
+            "rate_limit": row.rate_limit,
+            "filter": row.filter,
             "created_at": row.created_at,
             "updated_at": row.updated_at,
             "previous_secret": None if row.previous_secret is None else opened(row.previous_secret),
@@ -275,3 +277,4 @@ class WebhookStore:
         row.secret = None if plain["secret"] is None else seal(plain["secret"])
         row.headers = {name: seal(value) for name, value in plain["headers"].items()}
         row.active, row.signature = plain["active"], plain["signature"]
+        row.rate_limit, row.filter = plain["rate_limit"], plain["filter"]
