@@ -12,7 +12,9 @@
 - ``assethooks_dead_letters_total{kind}``: records this process put on the dead-letter topic;
 - ``assethooks_dead_letter_records``: records the dead-letter topic holds (from its offsets);
 - ``assethooks_webhooks_disabled_total``: webhooks switched off (410 Gone, or failing too long);
-- ``assethooks_circuits_opened_total``, ``assethooks_open_circuits``: circuit breakers.
+- ``assethooks_circuits_opened_total``, ``assethooks_open_circuits``: circuit breakers;
+- ``assethooks_webhook_concurrency{webhook}``: attempts a webhook may have running at once in this process
+  (its adaptive concurrency limit).
 """
 
 from __future__ import annotations
@@ -111,6 +113,12 @@ WEBHOOKS_DISABLED = Counter(
 )
 CIRCUITS_OPENED = Counter("assethooks_circuits_opened", "Circuit breakers opened", registry=REGISTRY)
 OPEN_CIRCUITS = Gauge("assethooks_open_circuits", "Webhooks whose circuit is open now", registry=REGISTRY)
+WEBHOOK_CONCURRENCY = Gauge(
+    "assethooks_webhook_concurrency",
+    "Attempts a webhook may have running at once in this process (adaptive)",
+    ["webhook"],
+    registry=REGISTRY,
+)
 
 
 def record_consumer_stats(group: str, retry_topics: frozenset[str]) -> Callable[[str], None]:

@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     max_requests: int = Field(256, ge=1)
     # How long a delivery may wait for its busy webhook before it moves to a retry tier (unattempted).
     spill_after: PositiveSeconds = 1
+    # How long a delivery of a rate-limited webhook may wait for its turn before it moves to a retry tier.
+    rate_limit_wait: PositiveSeconds = 1
     # Endpoint etiquette: a Retry-After is honoured up to this long; a circuit opens after this many
     # failures in a row (0: never) for the cooldown, doubling up to the maximum; a webhook failing without
     # a success for this long is disabled (its pending deliveries go to the dead-letter topic).

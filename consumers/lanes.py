@@ -12,6 +12,13 @@ process is busy does not count). Its queued deliveries, and new ones while it st
 completing and one bad endpoint cannot hold the in-flight window that every other webhook shares. The lane
 takes deliveries again after an attempt that was quick, or once it is idle.
 
+Each webhook's attempts are paced (``consumers.pacing``): at most its adaptive concurrency limit run at
+once, set from what ``attempt`` returns (``Outcome``), and a rate-limited webhook's deliveries wait for
+their turn, at most ``max_wait`` (a delivery whose turn is further away is spilled). Waiting for a turn or
+for room under the concurrency limit happens before taking one of the ``max_running`` places, so it never
+holds back another webhook. A rate-limited delivery's turn is reserved when it is submitted, so it waits
+``max_wait`` at most, however many come.
+
 There is no future per delivery: ``attempt`` and ``spill`` report each delivery's outcome themselves; an
 exception from ``attempt`` (a bug) goes to ``failed``.
 """
@@ -24,7 +31,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar
+
+from assethooks import metrics
+from consumers.pacing import Concurrency, RateLimits
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +44,7 @@ class Routed(Protocol):
     """What a lane needs of a delivery."""
 
     queued_at: float  # set by the lanes
+    turn: float  # set by the lanes: when a rate-limited delivery may start
 
     @property
     def lane(self) -> int:
@@ -44,8 +56,28 @@ class Routed(Protocol):
         """Deliveries with the same affinity (asset id) keep their order within a lane."""
         ...
 
+    @property
+    def rate(self) -> float | None:
+        """The lane's rate limit for the whole consumer group, per second (``None``: none)."""
+        ...
+
 
 D = TypeVar("D", bound=Routed)
+
+
+class Outcome(Enum):
+    """What an attempt tells of its endpoint's capacity."""
+
+    OK = "ok"  # answered 2xx
+    OVERLOADED = "overloaded"  # 429, 503 or a timeout: fewer concurrent attempts
+    FAILED = "failed"  # failed otherwise: says nothing of capacity
+
+
+class Spill(Enum):
+    """Why a delivery is spilled."""
+
+    CONGESTED = "the webhook is congested"
+    OVER_RATE = "over its rate limit"
 
 
 @dataclass(eq=False)
@@ -53,9 +85,12 @@ class _Lane(Generic[D]):
     queues: list[deque[D]]
     running: list[bool]
     started: list[float | None]  # when each worker's current attempt began
-    busy: int = 0  # attempts in progress
+    concurrency: Concurrency
+    busy: int = 0  # deliveries taken from the queues and not finished
+    attempting: int = 0  # attempts running
     queued: int = 0
     congested: bool = False
+    room: deque[asyncio.Future[None]] = field(default_factory=deque)  # workers waiting for the limit
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -69,8 +104,10 @@ class Lanes(Generic[D]):
         workers: int,
         max_running: int,
         spill_after: float,
-        attempt: Callable[[D], Coroutine[Any, Any, None]],
-        spill: Callable[[D], None],
+        limits: RateLimits,
+        concurrency: Callable[[], Concurrency],
+        attempt: Callable[[D], Coroutine[Any, Any, Outcome | None]],
+        spill: Callable[[D, Spill], None],
         failed: Callable[[D, BaseException], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -79,6 +116,8 @@ class Lanes(Generic[D]):
         self._running = 0  # attempts running now, all lanes together
         self._turns: deque[asyncio.Future[None]] = deque()  # workers waiting for one to end
         self._spill_after = spill_after
+        self._limits = limits
+        self._concurrency = concurrency
         self._attempt = attempt
         self._spill = spill
         self._failed = failed
@@ -101,12 +140,23 @@ class Lanes(Generic[D]):
         lane = self._lanes.get(delivery.lane)
         if lane is None:
             lane = self._lanes[delivery.lane] = _Lane(
-                [deque() for _ in range(self._workers)], [False] * self._workers, [None] * self._workers
+                [deque() for _ in range(self._workers)],
+                [False] * self._workers,
+                [None] * self._workers,
+                self._concurrency(),
             )
+            metrics.WEBHOOK_CONCURRENCY.labels(str(delivery.lane)).set(lane.concurrency.limit)
         if lane.congested:
-            self._spill(delivery)
+            self._spill(delivery, Spill.CONGESTED)
             return
-        delivery.queued_at = self._clock()
+        now = delivery.queued_at = self._clock()
+        rate = delivery.rate
+        if rate is not None:  # its turn is reserved now, in the order deliveries come
+            wait = self._limits.reserve(delivery.lane, rate, now)
+            if wait is None:
+                self._spill(delivery, Spill.OVER_RATE)
+                return
+            delivery.turn = now + wait
         index = hash(delivery.affinity) % self._workers
         lane.queues[index].append(delivery)
         lane.queued += 1
@@ -128,27 +178,68 @@ class Lanes(Generic[D]):
                 delivery = queue.popleft()
                 lane.queued -= 1
                 lane.busy += 1
-                if self._running >= self._max_running:
-                    await self._turn()
-                self._running += 1
                 try:
-                    if lane.congested:  # it became congested while this one waited its turn
-                        self._spill(delivery)
+                    await self._paced(lane, delivery)
+                    if self._running >= self._max_running:
+                        await self._turn()
+                    self._running += 1
+                    try:
+                        if lane.congested:  # it became congested while this one waited its turn
+                            self._spill(delivery, Spill.CONGESTED)
+                            continue
+                        began = lane.started[index] = self._clock()
+                        epoch = lane.concurrency.epoch
+                        lane.attempting += 1
+                        try:
+                            outcome = await self._attempt(delivery)
+                        finally:
+                            lane.attempting -= 1
+                        self._adapt(delivery.lane, lane, outcome, epoch)
+                    except Exception as exc:  # a bug: the record must not complete
+                        self._failed(delivery, exc)
                         continue
-                    began = lane.started[index] = self._clock()
-                    await self._attempt(delivery)
-                except Exception as exc:  # a bug: the record must not complete
-                    self._failed(delivery, exc)
-                    continue
+                    finally:
+                        self._running -= 1
+                        self._next_turn()
+                        lane.started[index] = None
+                        self._make_room(lane)
+                    if lane.congested and (self._clock() - began < self._spill_after or lane.busy == 1):
+                        lane.congested = False
                 finally:
-                    self._running -= 1
-                    self._next_turn()
                     lane.busy -= 1
-                    lane.started[index] = None
-                if lane.congested and (self._clock() - began < self._spill_after or not lane.busy):
-                    lane.congested = False
         finally:
             lane.running[index] = False
+
+    async def _paced(self, lane: _Lane[D], delivery: D) -> None:
+        """Wait for the delivery's turn under its rate limit, and for room under its webhook's concurrency
+        limit."""
+        if delivery.rate is not None and (wait := delivery.turn - self._clock()) > 0:
+            await asyncio.sleep(wait)
+        while lane.attempting >= lane.concurrency.limit:
+            room = asyncio.get_running_loop().create_future()
+            lane.room.append(room)
+            await room
+
+    def _adapt(self, lane_id: int, lane: _Lane[D], outcome: Outcome | None, epoch: int) -> None:
+        concurrency = lane.concurrency
+        if outcome is Outcome.OK:
+            changed = concurrency.succeeded()
+        elif outcome is Outcome.OVERLOADED:
+            changed = concurrency.overloaded(epoch)
+        else:
+            return
+        if changed:
+            metrics.WEBHOOK_CONCURRENCY.labels(str(lane_id)).set(concurrency.limit)
+
+    @staticmethod
+    def _make_room(lane: _Lane[D]) -> None:
+        """Wake the workers that fit under the lane's concurrency limit now."""
+        free = lane.concurrency.limit - lane.attempting
+        while free > 0 and lane.room:
+            room = lane.room.popleft()
+            if not room.done():  # not given up (its worker cancelled)
+                room.set_result(None)
+                free -= 1
 
     async def _turn(self) -> None:
         """Wait until an attempt ends (first come, first served): at most ``max_running`` run at once."""
@@ -183,4 +274,4 @@ class Lanes(Generic[D]):
                 for queue in lane.queues:
                     while queue:
                         lane.queued -= 1
-                        self._spill(queue.popleft())
+                        self._spill(queue.popleft(), Spill.CONGESTED)

@@ -19,7 +19,9 @@ from assethooks.completion import Done, follow
 from assethooks.delivery import AttemptResult, HttpSender, build_request
 from assethooks.errors import (
     DeliveryFailedError,
+    DeliveryTimeoutError,
     EndpointGoneError,
+    HttpStatusError,
     PermanentDeliveryError,
     RecordTooLargeError,
 )
@@ -29,7 +31,8 @@ from assethooks.settings import Settings
 from assethooks.store.delivery_log import DeliveryLogWriter, LogEntry
 from consumers.breaker import Breakers, Transition
 from consumers.health import WebhookHealth
-from consumers.lanes import Lanes
+from consumers.lanes import Lanes, Outcome
+from consumers.pacing import Concurrency, GroupShare, RateLimits
 from producers.handoff import Handoff
 from schemas.tasks import AttemptRecord, DeadLetter, DeadLetterKind, DeliveryTask, SourceRef
 from schemas.webhooks import Webhook
@@ -38,6 +41,8 @@ log = logging.getLogger("assethooks.delivery")
 
 MAX_KEY_IN_LOG = 100
 RETRIES_REMEMBERED = 100_000  # deliveries whose last retry attempt this process remembers
+INITIAL_CONCURRENCY = 4  # concurrent attempts a webhook starts with (``consumers.pacing``)
+MIN_WINDOW = 16  # successes that raise a webhook's concurrency by one, at least
 
 
 @dataclass(slots=True)  # not frozen: that makes creating one, on the hot path, several times slower
@@ -56,6 +61,7 @@ class Delivery:
     attempt_base: int = 0  # attempts made before the current budget
     resend: bool = False  # an explicit re-send (``DeliveryTask.resend``), and its retries
     queued_at: float = 0.0  # when it entered its lane
+    turn: float = 0.0  # when it may start, under its webhook's rate limit
 
     @property
     def lane(self) -> int:
@@ -66,6 +72,11 @@ class Delivery:
     def affinity(self) -> str:
         """One asset's deliveries to one webhook keep their order."""
         return self.asset_key or ""
+
+    @property
+    def rate(self) -> float | None:
+        """The webhook's rate limit, per second, for the whole group."""
+        return self.webhook.rate_per_second
 
     def task(self, *, attempt: int, not_before: datetime, history: tuple[AttemptRecord, ...]) -> DeliveryTask:
         """This delivery as a task waiting for ``attempt`` at ``not_before``."""
@@ -94,6 +105,7 @@ class DeliveryPipeline:
         log_writer: DeliveryLogWriter,
         handoff: Handoff,
         health: WebhookHealth,
+        share: GroupShare,
         *,
         clock: Clock = utc_now,
         draw: Callable[[], float] = random.random,
@@ -119,8 +131,12 @@ class DeliveryPipeline:
             workers=settings.max_in_flight_per_webhook,
             max_running=settings.max_requests,
             spill_after=settings.spill_after,
+            limits=RateLimits(share, max_wait=settings.rate_limit_wait),
+            concurrency=lambda: Concurrency(
+                initial=INITIAL_CONCURRENCY, maximum=settings.max_in_flight_per_webhook, window=MIN_WINDOW
+            ),
             attempt=self._attempt,
-            spill=self._postpone,
+            spill=lambda delivery, why: self._postpone(delivery, why.value),
             failed=lambda delivery, error: delivery.done(error),
         )
 
@@ -155,16 +171,16 @@ class DeliveryPipeline:
         durable."""
         self._lanes.submit(delivery)
 
-    async def _attempt(self, delivery: Delivery) -> None:
+    async def _attempt(self, delivery: Delivery) -> Outcome | None:
         webhook_id = delivery.webhook.id
         if delivery.attempt > 1 and (why := self._made_already(delivery)) is not None:
             self.drop(delivery, why)
-            return
+            return None
         now = time.monotonic()
         if not self._breakers.allow(webhook_id, now):
             wait = self._breakers.remaining(webhook_id, now)
             self._postpone(delivery, "its circuit is open after repeated failures", wait)
-            return
+            return None
         # Whatever goes wrong is a failed attempt, never an error of the consumer: a request that cannot
         # be built is undeliverable (and replayable once mended).
         attempted = self._clock()  # the attempt's time: its timestamp header and its log entry
@@ -203,6 +219,9 @@ class DeliveryPipeline:
                 at=attempted,
             )
         self._log_and_hand_on(delivery, result, attempted)
+        if failure is None:
+            return Outcome.OK
+        return Outcome.OVERLOADED if _overloaded(failure) else Outcome.FAILED
 
     def _log_and_hand_on(self, delivery: Delivery, result: AttemptResult, now: datetime) -> None:
         """Log the attempt (made at ``now``) and, when it failed, hand the delivery on; ``delivery.done`` is
@@ -300,12 +319,11 @@ class DeliveryPipeline:
         topic = self._settings.retry_topic_for(tier)
         self._handoff.to_retry_then(topic, task, body, done)
 
-    def _postpone(
-        self, delivery: Delivery, why: str = "the webhook is congested", at_least: float = 0
-    ) -> None:
-        """Move a delivery its webhook cannot take now (congested, or its circuit is open) to the retry tier
-        it would wait in (one that waits ``at_least`` seconds), without using an attempt; ``delivery.done``
-        once the tier has it. No future or task: a dead endpoint sends every delivery of its webhook here."""
+    def _postpone(self, delivery: Delivery, why: str, at_least: float = 0) -> None:
+        """Move a delivery its webhook cannot take now (congested, over its rate limit, or its circuit is
+        open) to the retry tier it would wait in (one that waits ``at_least`` seconds), without using an
+        attempt; ``delivery.done`` once the tier has it. No future or task: a dead endpoint sends every
+        delivery of its webhook here."""
         settings = self._settings
         wait = postponement(
             delivery.attempt - delivery.attempt_base,
@@ -420,3 +438,10 @@ class DeliveryPipeline:
                 update={"reason": f"{reason} (payload too large to copy here; see {where})"}
             )
             await self._handoff.to_dead_letters(shorter, None, encoded_key)
+
+
+def _overloaded(failure: DeliveryFailedError) -> bool:
+    """True for the answers that ask for fewer concurrent requests: 429, 503, or no answer in time."""
+    if isinstance(failure, DeliveryTimeoutError):
+        return True
+    return isinstance(failure, HttpStatusError) and failure.status_code in {429, 503}

@@ -31,7 +31,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -107,6 +107,7 @@ class ConsumerRuntime:
         clock: Callable[[], float] = time.time,
         connect: Callable[[dict[str, Any]], GroupMember] = group_consumer,
         hurry: Callable[[bool], None] = lambda _on: None,
+        owned: Callable[[Collection[TP]], None] = lambda _tps: None,
     ) -> None:
         group = str(config.get("group.id", ""))
         metrics.IN_FLIGHT.labels(group).set_function(lambda: self.in_flight)
@@ -118,6 +119,7 @@ class ConsumerRuntime:
         self._clock = clock
         self._connect = connect
         self._hurry = hurry  # told while a stop or a revocation waits for the work (writers flush at once)
+        self._owned = owned  # told every partition owned after each assignment and revocation
         self._parts: dict[TP, _Partition] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         # Records in flight are ``_taken - _finished``: each counter has one writer (the consumer thread,
@@ -308,10 +310,12 @@ class ConsumerRuntime:
                 self._stores.pop(tp, None)
         for tp in tps:
             self._parts[tp] = _Partition(tp)
+        self._owned(self._parts.keys())
         self._handler.assigned(tps)
 
     async def _revoke(self, tps: list[TP], *, finish: bool) -> dict[TP, int]:
         parts = [part for part in (self._parts.pop(tp, None) for tp in tps) if part is not None]
+        self._owned(self._parts.keys())
         for part in parts:
             part.revoke()  # work finishing from now on stores nothing itself
         with self._lock:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy import Engine
 
@@ -38,6 +39,7 @@ from assethooks.store.webhooks import WebhookStore
 from consumers.dispatcher import Dispatcher
 from consumers.health import WebhookHealth
 from consumers.ledger import DeliveryLedger
+from consumers.pacing import GroupShare
 from consumers.pipeline import DeliveryPipeline
 from consumers.projector import Projector
 from consumers.retrier import Retrier
@@ -61,6 +63,7 @@ class Services:
     subscriptions: SubscriptionCache
     projector: Projector
     ledger: DeliveryLedger
+    share: GroupShare  # of the webhooks' rate limits, by the partitions this process owns
 
 
 @asynccontextmanager
@@ -72,6 +75,13 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
     for result in results:
         if result.created:
             log.info("created topic %s", result.spec.name)
+    share = GroupShare(
+        {
+            result.spec.name: result.partitions
+            for result in results
+            if result.spec.name in {settings.source_topic, *settings.retry_topics}
+        }
+    )
     keys = settings.encryption_keys
     store = WebhookStore(engine, box=SecretBox(None if keys is None else keys.get_secret_value()))
     subscriptions = SubscriptionCache(
@@ -88,7 +98,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
             health = WebhookHealth(store, auto_disable_after=settings.auto_disable_after)
             health.start()
             pipeline = DeliveryPipeline(
-                settings, sender, log_writer, Handoff(producer, settings.dlq_topic), health
+                settings, sender, log_writer, Handoff(producer, settings.dlq_topic), health, share
             )
             pipeline.start()
             try:
@@ -96,7 +106,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
                 projector.start()
                 try:
                     ledger = DeliveryLedger(engine)
-                    yield Services(settings, pipeline, subscriptions, projector, ledger)
+                    yield Services(settings, pipeline, subscriptions, projector, ledger, share)
                 finally:
                     await projector.close()
             finally:
@@ -175,6 +185,8 @@ def runtimes(shared: Services, roles: Collection[str]) -> list[ConsumerRuntime]:
                 max_in_flight=settings.max_in_flight,
                 shutdown_timeout=settings.shutdown_timeout,
                 hurry=shared.pipeline.hurry,
+                # the projector's deliveries are none: its partitions are not a share of a rate limit
+                owned=partial(shared.share.owned, group) if role != "projector" else lambda _tps: None,
             )
         )
     return found

@@ -8,6 +8,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
@@ -265,9 +266,9 @@ class WebhookSpec(BaseModel):
         check_filter(value)
         return value.strip()
 
-    @property
+    @cached_property
     def rate_per_second(self) -> float | None:
-        """The rate limit in deliveries per second (``None``: no limit)."""
+        """The rate limit in deliveries per second (``None``: no limit); worked out once per object."""
         if self.rate_limit is None:
             return None
         count, per = parse_rate_limit(self.rate_limit)

@@ -89,9 +89,18 @@ class Answer:
     body: str = "answer"
 
 
+@dataclass(frozen=True)
+class Capacity:
+    """Take ``most`` requests at once, each answered 200 after ``latency`` seconds; refuse any request
+    above that at once with 429 (no Retry-After)."""
+
+    most: int
+    latency: float
+
+
 # A status; "hang" (never answer); "reset" (drop the connection); "fail-first" (500 to each delivery's
-# first request, 200 later); (seconds to wait, status); a redirect; a status with headers.
-Behaviour = int | str | tuple[float, int] | Redirect | Answer
+# first request, 200 later); (seconds to wait, status); a redirect; a status with headers; a capacity.
+Behaviour = int | str | tuple[float, int] | Redirect | Answer | Capacity
 
 
 def _status_of(behaviour: Behaviour) -> int | None:
@@ -103,6 +112,8 @@ def _status_of(behaviour: Behaviour) -> int | None:
         return 302
     if isinstance(behaviour, Answer):
         return behaviour.status
+    if isinstance(behaviour, Capacity):
+        return 200
     return None
 
 
@@ -110,6 +121,7 @@ def _status_of(behaviour: Behaviour) -> int | None:
 class _Route:
     plan: deque[Behaviour] = field(default_factory=deque)
     then: Behaviour = 200
+    running: int = 0  # requests being answered now
 
 
 class Receiver:
@@ -124,6 +136,7 @@ class Receiver:
         self._tls = tls
         self._failed_once: set[str] = set()
         self._requests: list[Received] = []
+        self.concurrency: list[tuple[float, int]] = []  # per request to a Capacity route: when, how many
         self._routes: dict[str, _Route] = {}
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -156,6 +169,12 @@ class Receiver:
                 behaviour = 200 if delivery in self._failed_once else 500
                 self._failed_once.add(delivery)
             status = _status_of(behaviour)
+            if isinstance(behaviour, Capacity):
+                route.running += 1
+                self.concurrency.append((time.time(), route.running))
+                if route.running > behaviour.most:
+                    route.running -= 1
+                    status = 429
             self._requests.append(Received(request.path, dict(request.headers), body, time.time(), status))
         if behaviour == "hang":
             await asyncio.sleep(3600)
@@ -168,6 +187,12 @@ class Receiver:
             return web.Response(status=behaviour.status, headers=behaviour.headers, text=behaviour.body)
         if isinstance(behaviour, tuple):
             await asyncio.sleep(behaviour[0])
+        if isinstance(behaviour, Capacity) and status == 200:
+            try:
+                await asyncio.sleep(behaviour.latency)
+            finally:
+                with self._lock:
+                    route.running -= 1
         assert status is not None
         return web.Response(status=status, text=f"answer {status}")
 

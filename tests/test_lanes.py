@@ -1,12 +1,16 @@
 """The per-webhook lanes (pure asyncio logic): order per asset, a busy process is not congestion, a stalled
-endpoint is."""
+endpoint is; a rate-limited webhook is paced without holding back another; adaptive concurrency."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
-from consumers.lanes import Lanes
+import pytest
+
+from consumers.lanes import Lanes, Outcome, Spill
+from consumers.pacing import Concurrency, GroupShare, RateLimits
 
 
 @dataclass
@@ -16,6 +20,8 @@ class Job:
     number: int
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     queued_at: float = 0.0
+    turn: float = 0.0
+    rate: float | None = None
 
 
 def submitted(lanes: Lanes[Job], job: Job) -> asyncio.Future[None]:
@@ -29,28 +35,42 @@ class Endpoints:
     Like one process sharing its CPU, an attempt takes longer the more attempts run at once.
     """
 
-    def __init__(self, latency: dict[int, float | None]) -> None:
+    def __init__(self, latency: dict[int, float | None], *, capacity: int | None = None) -> None:
         self.latency = latency
+        self.capacity = capacity  # more attempts at once than this are answered "too many" (429)
         self.running = 0
+        self.most = 0  # the most attempts running at once
         self.attempted: list[Job] = []
-        self.spilled: list[Job] = []
+        self.started: list[tuple[float, Job]] = []
+        self.overloaded: list[Job] = []
+        self.spilled: list[tuple[Job, Spill]] = []
         self.release = asyncio.Event()
 
-    async def attempt(self, job: Job) -> None:
+    async def attempt(self, job: Job) -> Outcome:
         delay = self.latency[job.lane]
         self.running += 1
+        self.most = max(self.most, self.running)
+        self.started.append((time.monotonic(), job))
+        too_many = self.capacity is not None and self.running > self.capacity
         try:
-            if delay is None:
+            if too_many:  # refused at once, as receivers do
+                await asyncio.sleep(0)
+            elif delay is None:
                 await self.release.wait()
             else:
-                await asyncio.sleep(delay * self.running)
+                await asyncio.sleep(delay * (1 if self.capacity else self.running))
         finally:
             self.running -= 1
+        if too_many:
+            self.overloaded.append(job)
+            job.done.set_result(None)
+            return Outcome.OVERLOADED
         self.attempted.append(job)
         job.done.set_result(None)
+        return Outcome.OK
 
-    def spill(self, job: Job) -> None:
-        self.spilled.append(job)
+    def spill(self, job: Job, why: Spill) -> None:
+        self.spilled.append((job, why))
         job.done.set_result(None)
 
     @staticmethod
@@ -58,11 +78,23 @@ class Endpoints:
         job.done.set_exception(error)
 
 
-def lanes_for(endpoints: Endpoints, *, workers: int, max_running: int, spill_after: float) -> Lanes[Job]:
+def lanes_for(
+    endpoints: Endpoints,
+    *,
+    workers: int,
+    max_running: int,
+    spill_after: float,
+    initial: int | None = None,
+    max_wait: float = 1.0,
+) -> Lanes[Job]:
+    share = GroupShare({"events": 2})
+    share.owned("group", [("events", 0), ("events", 1)])
     return Lanes(
         workers=workers,
         max_running=max_running,
         spill_after=spill_after,
+        limits=RateLimits(share, max_wait=max_wait),
+        concurrency=lambda: Concurrency(initial=initial or workers, maximum=workers, window=16),
         attempt=endpoints.attempt,
         spill=endpoints.spill,
         failed=endpoints.failed,
@@ -121,8 +153,86 @@ def test_a_stalled_endpoint_spills_its_waiting_deliveries_and_the_others_go_on()
 
     endpoints = asyncio.run(scenario())
     attempted = [job.number for job in endpoints.attempted if job.lane == 1]
-    spilled = [job.number for job in endpoints.spilled]
+    spilled = [job.number for job, _why in endpoints.spilled]
     assert 1 <= len(attempted) <= 2
     assert 99 in spilled
     assert sorted(attempted + spilled) == [*range(10), 99]  # each exactly once
     assert len([job for job in endpoints.attempted if job.lane == 2]) == 50
+
+
+def test_a_rate_limited_webhook_is_paced_spills_what_would_wait_too_long_and_holds_no_other_back() -> None:
+    async def scenario() -> Endpoints:
+        endpoints = Endpoints({1: 0.001, 2: 0.001})
+        lanes = lanes_for(endpoints, workers=8, max_running=16, spill_after=5, max_wait=0.5)
+        limited = [submitted(lanes, Job(1, f"asset-{number}", number, rate=20)) for number in range(40)]
+        free = [submitted(lanes, Job(2, f"asset-{number}", number)) for number in range(200)]
+        await asyncio.wait_for(asyncio.gather(*free), 10)
+        free_done = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*limited), 10)
+        assert free_done < max(at for at, job in endpoints.started if job.lane == 1)  # not held back
+        return endpoints
+
+    endpoints = asyncio.run(scenario())
+    starts = [at for at, job in endpoints.started if job.lane == 1]
+    # 20/s with half a second of waiting at most: 11 turns (now, then every 50 ms), the rest spilled
+    assert len(starts) == 11
+    # never ahead of the schedule (a start the loop made late may be followed closely by the next one)
+    assert all(at - starts[0] >= number * 0.05 - 0.002 for number, at in enumerate(starts))
+    assert [why for _job, why in endpoints.spilled] == [Spill.OVER_RATE] * 29
+    assert len([job for job in endpoints.attempted if job.lane == 2]) == 200
+
+
+def test_adaptive_concurrency_settles_under_what_the_endpoint_takes() -> None:
+    async def scenario() -> tuple[Endpoints, Lanes[Job]]:
+        endpoints = Endpoints({1: 0.002}, capacity=5)
+        lanes = lanes_for(endpoints, workers=64, max_running=256, spill_after=5, initial=2)
+        jobs = [Job(1, f"asset-{number}", number) for number in range(3000)]
+        await asyncio.wait_for(asyncio.gather(*(submitted(lanes, job) for job in jobs)), 60)
+        return endpoints, lanes
+
+    endpoints, _lanes = asyncio.run(scenario())
+    assert endpoints.most >= 6  # it probed above the capacity...
+    late = endpoints.started[1000:]
+    overloaded = {id(job) for job in endpoints.overloaded}
+    share = sum(id(job) in overloaded for _at, job in late) / len(late)
+    assert share < 0.05  # ...and settled where few attempts are refused
+    assert len(endpoints.attempted) + len(endpoints.overloaded) == 3000
+
+
+def test_group_share_is_the_part_of_the_partitions_owned() -> None:
+    share = GroupShare({"events": 6, "retry.5s": 6})
+    share.owned("dispatchers", [("events", 0), ("events", 1), ("events", 2), ("other", 1)])
+    assert share.fraction == 0.25
+    share.owned("retriers", [("retry.5s", partition) for partition in range(6)])
+    assert share.fraction == 0.75
+    share.owned("dispatchers", [])  # revoked
+    assert share.fraction == 0.5
+
+
+def test_a_rate_limit_is_the_groups_a_member_takes_its_share() -> None:
+    share = GroupShare({"events": 4})
+    limits = RateLimits(share, max_wait=1.0)
+    assert limits.reserve(1, 10, now=0.0) is None  # nothing owned: no turn
+    share.owned("group", [("events", 0), ("events", 1)])  # half: 5/s here
+    assert [limits.reserve(1, 10, now=0.0) for _ in range(6)] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert limits.reserve(1, 10, now=0.0) is None  # 1.2 s away
+    assert limits.reserve(2, 10, now=0.0) == 0.0  # another webhook has its own turns
+    assert limits.reserve(1, 10, now=5.0) == 0.0  # idle time is not saved up: no burst
+
+
+def test_aimd_adds_one_per_window_of_successes_and_halves_once_per_epoch() -> None:
+    concurrency = Concurrency(initial=4, maximum=6, window=3)
+    raised = [concurrency.succeeded() for _ in range(4)]
+    assert raised == [False, False, False, True]  # a window: max(3, limit 4) successes
+    assert concurrency.limit == 5
+    epoch = concurrency.epoch
+    assert concurrency.overloaded(epoch)
+    assert concurrency.limit == 2
+    assert not concurrency.overloaded(epoch)  # started before the halving: no second one
+    assert concurrency.limit == 2
+    for _ in range(100):
+        concurrency.succeeded()
+    assert concurrency.limit == 6  # never above the maximum
+    for _ in range(5):
+        concurrency.overloaded(concurrency.epoch)
+    assert concurrency.limit == 1  # never below one

@@ -1,0 +1,97 @@
+"""How fast and how wide a webhook is sent to: its rate limit, shared by the consumer group, and its
+adaptive concurrency. Pure state machines (the clock is a parameter); ``consumers.lanes`` applies them.
+
+Rate limits. A webhook's limit holds for the whole group: each process takes the share of it matching the
+share of partitions it owns, of the topics a delivery comes from (the source topic and the retry tiers),
+recomputed on every assignment and revocation. Members own disjoint partitions, so the shares add up to at
+most the whole limit however many processes run. Within a process, deliveries are spaced evenly (a
+reservation per delivery, no burst): the next one starts ``1 / rate`` after the previous one's turn.
+A delivery whose turn would come more than ``max_wait`` from now is not given one: the lanes move it,
+unattempted, to a retry tier, so a limited webhook holds at most ``rate * max_wait`` deliveries waiting.
+
+Adaptive concurrency (AIMD). Each webhook starts with ``initial`` concurrent attempts; a window of
+successes (as many as the limit, and at least ``window``) adds one, up to the maximum; an answer that
+says "too much" (429, 503, a timeout) halves it, at most once for the attempts started at one limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+TP = tuple[str, int]
+
+
+class GroupShare:
+    """This process's share of every rate limit: the partitions it owns over all the partitions of the
+    topics deliveries come from (source topic and retry tiers), whatever group owns them."""
+
+    def __init__(self, partitions: Mapping[str, int]) -> None:
+        self._total = sum(partitions.values())
+        self._topics = frozenset(partitions)
+        self._owned: dict[str, frozenset[TP]] = {}  # by consumer group
+        self.fraction = 0.0
+
+    def owned(self, group: str, tps: Collection[TP]) -> None:
+        """``group``'s member in this process now owns ``tps`` (every partition it owns)."""
+        self._owned[group] = frozenset(tp for tp in tps if tp[0] in self._topics)
+        count = sum(len(owned) for owned in self._owned.values())
+        self.fraction = min(1.0, count / self._total) if self._total else 0.0
+
+
+class RateLimits:
+    """Turns for the deliveries of rate-limited webhooks, spaced by their share of the limit."""
+
+    def __init__(self, share: GroupShare, *, max_wait: float) -> None:
+        self._share = share
+        self._max_wait = max_wait
+        self._next: dict[int, float] = {}  # per webhook: the earliest time the next turn may start
+
+    def reserve(self, webhook_id: int, rate: float, now: float) -> float | None:
+        """Seconds until the turn of a delivery of ``webhook_id`` (limited to ``rate`` per second for the
+        group), reserved; ``None`` when it would be more than ``max_wait`` away (nothing reserved)."""
+        share = rate * self._share.fraction
+        if share <= 0:
+            return None
+        start = max(now, self._next.get(webhook_id, now))
+        if start - now > self._max_wait:
+            return None
+        self._next[webhook_id] = start + 1 / share
+        return start - now
+
+
+class Concurrency:
+    """One webhook's limit of concurrent attempts, adapted AIMD-style to what the endpoint answers."""
+
+    __slots__ = ("_maximum", "_successes", "_value", "_window", "epoch")
+
+    def __init__(self, *, initial: int, maximum: int, window: int) -> None:
+        self._maximum = maximum
+        self._value = float(min(initial, maximum))
+        self._window = window
+        self._successes = 0
+        self.epoch = 0  # changes at every decrease; an attempt notes it when it starts
+
+    @property
+    def limit(self) -> int:
+        """Attempts that may run at once now."""
+        return int(self._value)
+
+    def succeeded(self) -> bool:
+        """Count a success; True when it raised the limit."""
+        self._successes += 1
+        if self._successes < max(self._window, self.limit) or self._value >= self._maximum:
+            return False
+        self._successes = 0
+        self._value += 1
+        return True
+
+    def overloaded(self, epoch: int) -> bool:
+        """The endpoint said "too much" to an attempt started at ``epoch``: halve the limit, once per epoch
+        (the attempts already running at the old limit do not halve it again). True when it changed."""
+        if epoch != self.epoch:
+            return False
+        self.epoch += 1
+        self._successes = 0
+        before = self.limit
+        self._value = max(1.0, self._value / 2)
+        return self.limit != before
