@@ -13,11 +13,10 @@ completing and one bad endpoint cannot hold the in-flight window that every othe
 takes deliveries again after an attempt that was quick, or once it is idle.
 
 Each webhook's attempts are paced (``consumers.pacing``): at most its adaptive concurrency limit run at
-once, set from what ``attempt`` returns (``Outcome``), and a rate-limited webhook's deliveries wait for
-their turn, at most ``max_wait`` (a delivery whose turn is further away is spilled). Waiting for a turn or
-for room under the concurrency limit happens before taking one of the ``max_running`` places, so it never
-holds back another webhook. A rate-limited delivery's turn is reserved when it is submitted, so it waits
-``max_wait`` at most, however many come.
+once, adapted to what ``attempt`` returns (``Outcome``); a rate-limited delivery's turn is reserved when it
+is submitted, and one whose turn would come more than the limits' ``max_wait`` from now is spilled at once.
+Waiting for a turn or for room under the concurrency limit happens before taking one of the
+``max_running`` places, so it never holds back another webhook.
 
 There is no future per delivery: ``attempt`` and ``spill`` report each delivery's outcome themselves; an
 exception from ``attempt`` (a bug) goes to ``failed``.
@@ -96,7 +95,7 @@ class _Lane(Generic[D]):
 
 class Lanes(Generic[D]):
     """Runs ``attempt`` for each submitted delivery, within its webhook's lane; ``spill`` hands a delivery
-    on without attempting it."""
+    on without attempting it, saying why and how long it should wait at least."""
 
     def __init__(
         self,
@@ -107,7 +106,7 @@ class Lanes(Generic[D]):
         limits: RateLimits,
         concurrency: Callable[[], Concurrency],
         attempt: Callable[[D], Coroutine[Any, Any, Outcome | None]],
-        spill: Callable[[D, Spill], None],
+        spill: Callable[[D, Spill, float], None],
         failed: Callable[[D, BaseException], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -147,14 +146,14 @@ class Lanes(Generic[D]):
             )
             metrics.WEBHOOK_CONCURRENCY.labels(str(delivery.lane)).set(lane.concurrency.limit)
         if lane.congested:
-            self._spill(delivery, Spill.CONGESTED)
+            self._spill(delivery, Spill.CONGESTED, 0.0)
             return
         now = delivery.queued_at = self._clock()
         rate = delivery.rate
         if rate is not None:  # its turn is reserved now, in the order deliveries come
             wait = self._limits.reserve(delivery.lane, rate, now)
             if wait is None:
-                self._spill(delivery, Spill.OVER_RATE)
+                self._spill(delivery, Spill.OVER_RATE, self._limits.overflow(delivery.lane, rate, now))
                 return
             delivery.turn = now + wait
         index = hash(delivery.affinity) % self._workers
@@ -179,13 +178,14 @@ class Lanes(Generic[D]):
                 lane.queued -= 1
                 lane.busy += 1
                 try:
-                    await self._paced(lane, delivery)
+                    if delivery.rate is not None or lane.attempting >= lane.concurrency.limit:
+                        await self._paced(lane, delivery)
                     if self._running >= self._max_running:
                         await self._turn()
                     self._running += 1
                     try:
                         if lane.congested:  # it became congested while this one waited its turn
-                            self._spill(delivery, Spill.CONGESTED)
+                            self._spill(delivery, Spill.CONGESTED, 0.0)
                             continue
                         began = lane.started[index] = self._clock()
                         epoch = lane.concurrency.epoch
@@ -274,4 +274,4 @@ class Lanes(Generic[D]):
                 for queue in lane.queues:
                     while queue:
                         lane.queued -= 1
-                        self._spill(queue.popleft(), Spill.CONGESTED)
+                        self._spill(queue.popleft(), Spill.CONGESTED, 0.0)

@@ -8,6 +8,8 @@ most the whole limit however many processes run. Within a process, deliveries ar
 reservation per delivery, no burst): the next one starts ``1 / rate`` after the previous one's turn.
 A delivery whose turn would come more than ``max_wait`` from now is not given one: the lanes move it,
 unattempted, to a retry tier, so a limited webhook holds at most ``rate * max_wait`` deliveries waiting.
+Those sent away wait there in a schedule of their own (``overflow``), so that a backlog of hours waits in
+the long tiers instead of going round the shortest one.
 
 Adaptive concurrency (AIMD). Each webhook starts with ``initial`` concurrent attempts; a window of
 successes (as many as the limit, and at least ``window``) adds one, up to the maximum; an answer that
@@ -45,6 +47,7 @@ class RateLimits:
         self._share = share
         self._max_wait = max_wait
         self._next: dict[int, float] = {}  # per webhook: the earliest time the next turn may start
+        self._overflow: dict[int, float] = {}  # per webhook: when the next one sent away comes back
 
     def reserve(self, webhook_id: int, rate: float, now: float) -> float | None:
         """Seconds until the turn of a delivery of ``webhook_id`` (limited to ``rate`` per second for the
@@ -56,6 +59,17 @@ class RateLimits:
         if start - now > self._max_wait:
             return None
         self._next[webhook_id] = start + 1 / share
+        return start - now
+
+    def overflow(self, webhook_id: int, rate: float, now: float) -> float:
+        """How long a delivery of ``webhook_id`` that got no turn should wait in a retry tier: its place
+        in a second schedule, of the deliveries this process sent away, one share's interval apart, so
+        that they come back about as fast as turns free up instead of all at once."""
+        share = rate * self._share.fraction
+        if share <= 0:
+            return self._max_wait
+        start = max(now + self._max_wait, self._overflow.get(webhook_id, 0.0))
+        self._overflow[webhook_id] = start + 1 / share
         return start - now
 
 

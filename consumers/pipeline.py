@@ -136,7 +136,7 @@ class DeliveryPipeline:
                 initial=INITIAL_CONCURRENCY, maximum=settings.max_in_flight_per_webhook, window=MIN_WINDOW
             ),
             attempt=self._attempt,
-            spill=lambda delivery, why: self._postpone(delivery, why.value),
+            spill=lambda delivery, why, wait: self._postpone(delivery, why.value, wait),
             failed=lambda delivery, error: delivery.done(error),
         )
 

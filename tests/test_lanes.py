@@ -44,6 +44,7 @@ class Endpoints:
         self.started: list[tuple[float, Job]] = []
         self.overloaded: list[Job] = []
         self.spilled: list[tuple[Job, Spill]] = []
+        self.waits: list[float] = []
         self.release = asyncio.Event()
 
     async def attempt(self, job: Job) -> Outcome:
@@ -69,8 +70,9 @@ class Endpoints:
         job.done.set_result(None)
         return Outcome.OK
 
-    def spill(self, job: Job, why: Spill) -> None:
+    def spill(self, job: Job, why: Spill, wait: float) -> None:
         self.spilled.append((job, why))
+        self.waits.append(wait)
         job.done.set_result(None)
 
     @staticmethod
@@ -179,6 +181,8 @@ def test_a_rate_limited_webhook_is_paced_spills_what_would_wait_too_long_and_hol
     # never ahead of the schedule (a start the loop made late may be followed closely by the next one)
     assert all(at - starts[0] >= number * 0.05 - 0.002 for number, at in enumerate(starts))
     assert [why for _job, why in endpoints.spilled] == [Spill.OVER_RATE] * 29
+    # sent away to come back one interval apart, after the turns given here
+    assert endpoints.waits == pytest.approx([0.5 + number * 0.05 for number in range(29)], abs=0.01)
     assert len([job for job in endpoints.attempted if job.lane == 2]) == 200
 
 
@@ -216,6 +220,8 @@ def test_a_rate_limit_is_the_groups_a_member_takes_its_share() -> None:
     share.owned("group", [("events", 0), ("events", 1)])  # half: 5/s here
     assert [limits.reserve(1, 10, now=0.0) for _ in range(6)] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     assert limits.reserve(1, 10, now=0.0) is None  # 1.2 s away
+    assert limits.overflow(1, 10, now=0.0) == 1.0  # the first one sent away comes back after the wait
+    assert limits.overflow(1, 10, now=0.0) == pytest.approx(1.2)  # the next, one interval later
     assert limits.reserve(2, 10, now=0.0) == 0.0  # another webhook has its own turns
     assert limits.reserve(1, 10, now=5.0) == 0.0  # idle time is not saved up: no burst
 
