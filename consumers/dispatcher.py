@@ -4,10 +4,15 @@ Invalid records go to the dead-letter topic with their reason. Deliveries of one
 start their first attempt in the order of the events (see ``consumers.lanes``); everything else runs
 concurrently. A record read again after a crash, a restart or a rebalance sends only the deliveries the log
 holds no attempt of (``consumers.ledger``).
+
+A webhook with a payload filter gets only the events its filter accepts; a rejected event is no delivery
+(no attempt, no log row), only a count in ``assethooks_filtered_total``. The body is parsed as JSON only
+for events that a webhook with a filter subscribes to, once for all of them.
 """
 
 from __future__ import annotations
 
+from assethooks import metrics
 from assethooks.completion import Countdown, Done, follow
 from assethooks.errors import InvalidEventError
 from assethooks.kafka import Record, record_key, source_of
@@ -15,6 +20,7 @@ from consumers.ledger import DeliveryLedger, RereadGate
 from consumers.pipeline import Delivery, DeliveryPipeline
 from consumers.subscriptions import SubscriptionCache
 from schemas.events import parse_event
+from schemas.filters import split_by_filters
 from schemas.tasks import DeadLetterKind, delivery_id_for
 
 
@@ -46,7 +52,12 @@ class Dispatcher:
             return
         assert body is not None
         name = event.event.value
-        webhooks = self._subscriptions.matching(name)
+        webhooks, filters = self._subscriptions.route(name)
+        if filters is not None:
+            kept, rejected = split_by_filters(webhooks, filters, body)
+            for webhook in rejected:
+                metrics.filtered_out(webhook.id)
+            webhooks = tuple(kept)
         if not webhooks:
             done(None)
             return
