@@ -12,15 +12,13 @@ for events that a webhook with a filter subscribes to, once for all of them.
 
 from __future__ import annotations
 
-from assethooks import metrics
 from assethooks.completion import Countdown, Done, follow
 from assethooks.errors import InvalidEventError
 from assethooks.kafka import Record, record_key, source_of
 from consumers.ledger import DeliveryLedger, RereadGate
 from consumers.pipeline import Delivery, DeliveryPipeline
-from consumers.subscriptions import SubscriptionCache
+from consumers.subscriptions import SubscriptionCache, accepted
 from schemas.events import parse_event
-from schemas.filters import split_by_filters
 from schemas.tasks import DeadLetterKind, delivery_id_for
 
 
@@ -53,11 +51,8 @@ class Dispatcher:
         assert body is not None
         name = event.event.value
         webhooks, filters = self._subscriptions.route(name)
-        if filters is not None:
-            kept, rejected = split_by_filters(webhooks, filters, body)
-            for webhook in rejected:
-                metrics.filtered_out(webhook.id)
-            webhooks = tuple(kept)
+        if filters is not None:  # only events a webhook with a filter subscribes to pay for it
+            webhooks = accepted(webhooks, filters, body)
         if not webhooks:
             done(None)
             return

@@ -10,9 +10,10 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 
+from assethooks import metrics
 from assethooks.errors import StoreUnavailableError
 from assethooks.store.webhooks import WebhookStore
-from schemas.filters import PayloadFilter
+from schemas.filters import PayloadFilter, split_by_filters
 from schemas.webhooks import Webhook
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,15 @@ def routes_by_event(
         chosen = tuple(filters.get(webhook.id) for webhook in webhooks)
         routes[event] = (webhooks, chosen if any(chosen) else None)
     return routes
+
+
+def accepted(webhooks: tuple[Webhook, ...], filters: Filters, body: bytes) -> tuple[Webhook, ...]:
+    """The webhooks of a route whose filter accepts the event ``body`` (parsed once for all of them); each
+    rejection counted in ``assethooks_filtered_total``."""
+    kept, rejected = split_by_filters(webhooks, filters, body)
+    for webhook in rejected:
+        metrics.filtered_out(webhook.id)
+    return tuple(kept)
 
 
 class SubscriptionCache:
