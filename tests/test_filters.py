@@ -67,8 +67,13 @@ def test_a_filter_accepts_rejects_and_fails_closed_without_raising() -> None:
     assert not lisbon.accepts(event(3, "Lisbon", "Chairs"))
     assert not lisbon.accepts({"no": "data"})  # a missing field is null: not delivered
     numbers = PayloadFilter(2, "data.location > `5`")
-    assert not numbers.accepts(event(4, "Lisbon"))  # a string compared to a number: null, not delivered
     assert numbers.accepts(event(5, 6))
+    assert not numbers.accepts(event(4, None))  # null (or true, a list) compared to a number: null
+    assert numbers.failed == 0
+    assert not numbers.accepts(event(4, "Lisbon"))  # a string against a number raises in jmespath: rejected
+    assert numbers.failed == 1
+    text = PayloadFilter(4, "data.location > '5'")
+    assert not text.accepts(event(8, "10"))  # two strings compare as text: '10' < '5'
     tagged = PayloadFilter(3, "length(data.tags) > `0`")
     assert tagged.accepts(event(6, "Lisbon", tags=("a",)))
     assert not tagged.accepts(event(7, "Lisbon", tags=5))  # length() of a number raises: rejected
