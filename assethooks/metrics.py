@@ -9,6 +9,8 @@
 - ``assethooks_handoffs_total{topic}``: deliveries handed to a retry tier;
 - ``assethooks_redeliveries_skipped_total``: deliveries of records read again that the log holds an attempt
   of, not sent again (retry tasks of deliveries already made included);
+- ``assethooks_filtered_total{webhook}``: events a webhook's payload filter rejected (not deliveries: no
+  attempt, no log row), per webhook id;
 - ``assethooks_dead_letters_total{kind}``: records this process put on the dead-letter topic;
 - ``assethooks_dead_letter_records``: records the dead-letter topic holds (from its offsets);
 - ``assethooks_webhooks_disabled_total``: webhooks switched off (410 Gone, or failing too long);
@@ -102,6 +104,20 @@ REDELIVERIES_SKIPPED = Counter(
     "holds their attempt",
     registry=REGISTRY,
 )
+FILTERED = Counter(
+    "assethooks_filtered", "Events a webhook's payload filter rejected", ["webhook"], registry=REGISTRY
+)
+_FILTERED_BY_WEBHOOK: dict[int, Any] = {}
+
+
+def filtered_out(webhook_id: int) -> None:
+    """Count an event the filter of webhook ``webhook_id`` rejected (the labelled child kept)."""
+    child = _FILTERED_BY_WEBHOOK.get(webhook_id)
+    if child is None:
+        child = _FILTERED_BY_WEBHOOK[webhook_id] = FILTERED.labels(str(webhook_id))
+    child.inc()
+
+
 DEAD_LETTERS = Counter(
     "assethooks_dead_letters", "Records put on the dead-letter topic", ["kind"], registry=REGISTRY
 )

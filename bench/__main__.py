@@ -39,6 +39,7 @@ def main() -> None:
     options = parser.parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work = ROOT / ".local" / "bench" / stamp
+    work.mkdir(parents=True, exist_ok=True)
     sizes = QUICK if options.quick else Sizes()
     print(f"machine: {machine()}", flush=True)
     postgres = os.environ.get("ASSETHOOKS_BENCH_POSTGRES_URL")

@@ -4,6 +4,10 @@ Invalid records go to the dead-letter topic with their reason. Deliveries of one
 start their first attempt in the order of the events (see ``consumers.lanes``); everything else runs
 concurrently. A record read again after a crash, a restart or a rebalance sends only the deliveries the log
 holds no attempt of (``consumers.ledger``).
+
+A webhook with a payload filter gets only the events its filter accepts; a rejected event is no delivery
+(no attempt, no log row), only a count in ``assethooks_filtered_total``. The body is parsed as JSON only
+for events that a webhook with a filter subscribes to, once for all of them.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from assethooks.errors import InvalidEventError
 from assethooks.kafka import Record, record_key, source_of
 from consumers.ledger import DeliveryLedger, RereadGate
 from consumers.pipeline import Delivery, DeliveryPipeline
-from consumers.subscriptions import SubscriptionCache
+from consumers.subscriptions import SubscriptionCache, accepted
 from schemas.events import parse_event
 from schemas.tasks import DeadLetterKind, delivery_id_for
 
@@ -46,7 +50,9 @@ class Dispatcher:
             return
         assert body is not None
         name = event.event.value
-        webhooks = self._subscriptions.matching(name)
+        webhooks, filters = self._subscriptions.route(name)
+        if filters is not None:  # only events a webhook with a filter subscribes to pay for it
+            webhooks = accepted(webhooks, filters, body)
         if not webhooks:
             done(None)
             return

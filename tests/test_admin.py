@@ -310,6 +310,40 @@ def test_webhooks_through_the_api_and_no_answer_shows_a_secret(
     assert admin.call("GET", one).status == 404
 
 
+LISBON_LAPTOPS = "data.location == 'Lisbon' && asset.category == 'Laptops'"
+
+
+def test_a_filter_and_a_rate_limit_through_the_api_bad_ones_refused_in_one_line(admin: AdminServer) -> None:
+    body = {"name": "Lisbon", "url": "https://erp.example.com/h", "events": "all"}
+    for field, value, message in [
+        ("filter", "data.location == ", "filter is not a valid JMESPath expression: "),
+        ("filter", 5, "filter: Input should be a valid string"),
+        ("rate_limit", "fast", "rate_limit: rate limit 'fast' is not a rate such as 20/s or 50/m"),
+    ]:
+        refused = admin.call("POST", "/api/webhooks", {**body, field: value})
+        assert refused.status == 400, refused.text
+        assert message in refused.body["error"]
+        assert "\n" not in refused.body["error"]
+    assert admin.call("GET", "/api/webhooks").body == {"webhooks": []}
+
+    created = admin.call("POST", "/api/webhooks", {**body, "filter": LISBON_LAPTOPS, "rate_limit": "20/s"})
+    assert created.status == 201, created.text
+    webhook = created.body["webhook"]
+    assert (webhook["filter"], webhook["rate_limit"]) == (LISBON_LAPTOPS, "20/s")
+    one = f"/api/webhooks/{webhook['id']}"
+    refused = admin.call("PATCH", one, {"filter": "data.x = 1", "name": "Renamed"})
+    assert refused.status == 400
+    assert refused.body["error"].startswith("filter is not a valid JMESPath expression: ")
+    assert admin.call("GET", one).body["webhook"] == webhook  # nothing saved
+    changed = admin.call("PATCH", one, {"rate_limit": "50/m", "filter": "asset.category == 'Chairs'"})
+    assert (changed.body["webhook"]["filter"], changed.body["webhook"]["rate_limit"]) == (
+        "asset.category == 'Chairs'",
+        "50/m",
+    )
+    removed = admin.call("PATCH", one, {"rate_limit": "", "filter": None})
+    assert (removed.body["webhook"]["filter"], removed.body["webhook"]["rate_limit"]) == (None, None)
+
+
 def test_health_rotation_purge_and_log_pages_through_the_api(admin: AdminServer) -> None:
     webhook = new_webhook(admin, "https://example.com/hook", secret=SECRET)
     engine = make_engine(admin.env["database_url"])
@@ -938,6 +972,49 @@ def test_the_page_refuses_inline_script_and_being_framed(
         return "" if loaded == "about:blank" else loaded
 
     assert page.until("the frame", in_the_frame) == "chrome-error://chromewebdata/"
+
+
+def test_the_page_saves_a_filter_and_a_rate_limit_and_shows_a_bad_filter_in_one_line(
+    admin_sqlite: AdminServer, receiver: Receiver, browser: WebDriver
+) -> None:
+    server = admin_sqlite
+    page = Page(browser)
+    page.sign_in(server.url)
+    page.click("New Webhook")
+    page.type("f-name", "Lisbon laptops")
+    page.type("f-url", receiver.url("/hook"))
+    browser.find_element(By.CSS_SELECTOR, "input[value='asset.checked_out']").click()
+    page.type("f-rate-limit", "20/s")
+    page.type("f-filter", "data.location == ")
+    page.click("Save")
+    expected = cli(
+        "webhooks", "create", "--name", "x", "--url", receiver.url("/hook"), "--all-events",
+        "--filter", "data.location == ", env=server.env.values,
+    ).err.strip()  # fmt: skip
+    assert expected.startswith("Error: filter is not a valid JMESPath expression: ")
+    page.shows("#problem", lambda problem: f"Error: {problem}" == expected, "the filter problem")
+    assert server.call("GET", "/api/webhooks").body == {"webhooks": []}
+
+    page.type("f-filter", LISBON_LAPTOPS, clear=True)
+    page.click("Save")
+    page.shows("#webhooks tbody", lambda table: f"{LISBON_LAPTOPS} · 20/s" in table, "the saved filter")
+    [webhook] = server.call("GET", "/api/webhooks").body["webhooks"]
+    assert (webhook["filter"], webhook["rate_limit"]) == (LISBON_LAPTOPS, "20/s")
+
+    # editing shows both; emptying the rate limit removes it, the filter stays
+    page.click("Edit", "#webhooks")
+    assert browser.find_element(By.ID, "f-filter").get_attribute("value") == LISBON_LAPTOPS
+    assert browser.find_element(By.ID, "f-rate-limit").get_attribute("value") == "20/s"
+    browser.find_element(By.ID, "f-rate-limit").clear()
+    page.click("Save")
+    page.shows("#message", lambda message: message.startswith("Saved webhook Lisbon laptops"), "the save")
+    [webhook] = server.call("GET", "/api/webhooks").body["webhooks"]
+    assert (webhook["filter"], webhook["rate_limit"]) == (LISBON_LAPTOPS, None)
+    page.click("Health", "#webhooks")
+    page.until(
+        "the filter in the panel", lambda: page.read("#health-facts dd[data-fact='Filter']") == LISBON_LAPTOPS
+    )
+    assert page.read("#health-facts dd[data-fact='Rate limit']") == "none"
 
 
 def _event(asset_id: int) -> dict[str, Any]:

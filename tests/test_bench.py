@@ -49,6 +49,7 @@ def test_the_harness_runs_every_scenario_and_prints_the_table(env: TestEnv, post
         ("memory", "peak RSS draining 5,000"),
         ("processes", "2,000 events, --processes 2"),
         ("processes", "two processes against one"),
+        ("filter", "cost of the filter (JSON parse + evaluation)"),
     ]:
         assert any(found == scenario and measure.startswith(start) for found, measure in measures), (
             start,
@@ -61,3 +62,23 @@ def test_the_harness_runs_every_scenario_and_prints_the_table(env: TestEnv, post
     assert "µs/delivery" in done.stdout  # every throughput figure beside its CPU
     assert "scenario" in done.stdout
     assert "target" in done.stdout
+
+
+def test_the_filter_figure_alone_takes_seconds_and_needs_no_sink(env: TestEnv) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "filter"],
+        cwd=ROOT,
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": env["kafka_bootstrap"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    saved = Path(done.stdout.strip().splitlines()[-1].removeprefix("saved: "))
+    figures = {figure["measure"]: figure for figure in json.loads(saved.read_text())["figures"]}
+    assert [figure["scenario"] for figure in figures.values()] == ["filter"] * 3
+    with_filter = next(figure for measure, figure in figures.items() if "50% accepted" in measure)
+    assert with_filter["value"] > figures["no filter, 500 ~1 KB events"]["value"]
+    assert figures["cost of the filter (JSON parse + evaluation)"]["unit"] == "µs/delivery"
+    assert "nginx" not in done.stdout + done.stderr

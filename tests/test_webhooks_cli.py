@@ -66,9 +66,9 @@ def test_the_new_webhook_form_as_commands(store_env: TestEnv) -> None:
     ]
     table = run(store_env, "webhooks", "list")
     header, erp, zapier = table.stdout.splitlines()
-    assert header.split() == ["ID", "NAME", "URL", "EVENTS", "SECRET", "ACTIVE", "HEALTH"]
-    assert erp.endswith("yes     no deliveries yet")
-    assert zapier.endswith("no      inactive")
+    assert header.split() == ["ID", "NAME", "URL", "EVENTS", "SECRET", "ACTIVE", "RATE", "FILTER", "HEALTH"]
+    assert erp.endswith("yes     -     -       no deliveries yet")
+    assert zapier.endswith("no      -     -       inactive")
     assert [row["health"]["state"] for row in listed(store_env)] == ["idle", "inactive"]
 
     shown = run(store_env, "webhooks", "show", str(hook["id"]))

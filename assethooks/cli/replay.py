@@ -38,7 +38,8 @@ def replay(
     """Re-deliver the events of a time range to webhooks, without moving the live dispatcher group.
 
     Deliveries keep the delivery ids of the originals, so receivers can drop what they already have,
-    and take the attempt number after the highest one logged for them.
+    and take the attempt number after the highest one logged for them. A webhook's payload filter is
+    honoured: the events it rejects are counted as filtered out, not queued.
     """
     now = utc_now()
     settings = app.settings
@@ -69,14 +70,18 @@ def replay(
         report = replay_range(
             settings, app.migrated_engine, request, plan, now, dry_run=dry_run, progress=advance
         )
-    rows = [{"webhook": webhook, "deliveries": count} for webhook, count in sorted(report.deliveries.items())]
+    rows = [
+        {"webhook": hook, "deliveries": report.deliveries[hook], "filtered out": report.filtered[hook]}
+        for hook in sorted(report.deliveries.keys() | report.filtered.keys())
+    ]
     if rows:
-        echo_table(rows, ["webhook", "deliveries"])
+        echo_table(rows, ["webhook", "deliveries", *(["filtered out"] if report.filtering else [])])
     verb = "would queue" if dry_run else "queued"
+    filtered = f"; {counted(sum(report.filtered.values()), 'event')} filtered out" if report.filtering else ""
     click.echo(
         f"read {counted(report.records, 'record')} ({report.invalid:,} invalid), "
         f"{counted(report.matched, 'event')} matched; "
-        f"{verb} {counted(sum(report.deliveries.values()), 'delivery', 'deliveries')}"
+        f"{verb} {counted(sum(report.deliveries.values()), 'delivery', 'deliveries')}{filtered}"
     )
 
 

@@ -50,6 +50,8 @@ def _summary(webhook: Webhook) -> dict[str, Any]:
         "events": "all" if webhook.events is None else len(webhook.events),
         "secret": "set" if webhook.secret else "-",
         "active": webhook.active,
+        "rate": webhook.rate_limit,
+        "filter": short(webhook.filter, 40),
         "why": short(webhook.disabled_reason, 60),
     }
 
@@ -103,6 +105,18 @@ secret_options: list[Callable[[F], F]] = [
     click.option("--secret", help="Secret key for the HMAC-SHA256 signature ('-' reads it from stdin)."),
     click.option("--generate-secret", is_flag=True, help="Generate a strong secret and print it once."),
 ]
+control_options: list[Callable[[F], F]] = [
+    click.option(
+        "--filter",
+        "filter_",
+        metavar="EXPR",
+        help="Deliver only events this JMESPath expression is true for, e.g. "
+        "\"data.location == 'Lisbon'\" ('' removes it).",
+    ),
+    click.option(
+        "--rate-limit", metavar="RATE", help="At most this many deliveries: 20/s, 50/m ('' removes it)."
+    ),
+]
 event_options: list[Callable[[F], F]] = [
     click.option(
         "--event", "events", multiple=True, metavar="EVENT", help="Event to subscribe to (repeatable)."
@@ -132,6 +146,7 @@ def webhooks() -> None:
     "--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Custom header (repeatable)."
 )
 @click.option("--inactive", is_flag=True, help="Create it switched off.")
+@with_options(control_options)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def create(
@@ -145,6 +160,8 @@ def create(
     signature: str,
     headers: tuple[str, ...],
     inactive: bool,
+    filter_: str | None,
+    rate_limit: str | None,
     as_json: bool,
 ) -> None:
     """Create a webhook."""
@@ -159,6 +176,8 @@ def create(
             "signature": signature,
             "headers": parse_header_lines(headers),
             "active": not inactive,
+            "filter": filter_,
+            "rate_limit": rate_limit,
             **_events_choice(events, all_events, required=True),
         },
     )
@@ -207,7 +226,7 @@ def list_(app: App, as_json: bool) -> None:
         row = _summary(webhook)
         row["health"] = short(summary(healths[webhook.id]), 70) if webhook.id in healths else "-"
         rows.append(row)
-    echo_table(rows, ["id", "name", "url", "events", "secret", "active", "health"])
+    echo_table(rows, ["id", "name", "url", "events", "secret", "active", "rate", "filter", "health"])
 
 
 @webhooks.command("show")
@@ -242,6 +261,7 @@ def show(app: App, webhook_id: int, as_json: bool) -> None:
 )
 @click.option("--no-headers", is_flag=True, help="Remove every custom header.")
 @click.option("--active/--inactive", default=None, help="Switch on or off.")
+@with_options(control_options)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def update(
@@ -257,6 +277,8 @@ def update(
     headers: tuple[str, ...],
     no_headers: bool,
     active: bool | None,
+    filter_: str | None,
+    rate_limit: str | None,
     as_json: bool,
 ) -> None:
     """Change a webhook; fields not given stay as they are."""
@@ -267,6 +289,7 @@ def update(
         raise InvalidWebhookError("use either --header or --no-headers, not both")
     changes: dict[str, Any] = _events_choice(events, all_events, required=False)
     given = {"name": name, "url": url, "secret": secret, "active": active, "signature": signature}
+    given |= {"filter": filter_, "rate_limit": rate_limit}  # '' is given: it removes the value
     changes.update({field: value for field, value in given.items() if value is not None})
     if no_secret:
         changes["secret"] = None

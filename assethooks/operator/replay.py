@@ -1,5 +1,8 @@
 """Replay for data teams: re-deliver a time range of the source topic to chosen webhooks, without touching
-the dispatcher group, or rewind the dispatcher group itself to a time while none of its members runs."""
+the dispatcher group, or rewind the dispatcher group itself to a time while none of its members runs.
+
+A replay honours each webhook's payload filter as the dispatcher does: an event the filter rejects is not
+queued for that webhook, only counted (``ReplayReport.filtered``)."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from assethooks.settings import Settings
 from assethooks.store.delivery_log import next_attempts
 from assethooks.store.webhooks import WebhookStore
 from schemas.events import parse_event
+from schemas.filters import PayloadFilter, split_by_filters
 from schemas.tasks import DeliveryTask, SourceRef, delivery_id_for, key_bytes, task_headers
 from schemas.webhooks import Webhook
 
@@ -50,6 +54,8 @@ class ReplayReport:
     invalid: int = 0
     matched: int = 0
     deliveries: Counter[int] = field(default_factory=Counter)  # per webhook id
+    filtered: Counter[int] = field(default_factory=Counter)  # events each webhook's filter rejected
+    filtering: bool = False  # a target webhook has a filter
 
 
 def _targets(engine: Engine, webhook_ids: Sequence[int]) -> list[Webhook]:
@@ -61,6 +67,16 @@ def _targets(engine: Engine, webhook_ids: Sequence[int]) -> list[Webhook]:
         if not webhook.active:
             raise InvalidInputError(f"webhook {webhook.id} ({webhook.name}) is inactive: enable it first")
     return chosen
+
+
+def _compiled_filters(webhooks: Sequence[Webhook]) -> list[PayloadFilter | None]:
+    compiled: list[PayloadFilter | None] = []
+    for webhook in webhooks:
+        try:
+            compiled.append(None if webhook.filter is None else PayloadFilter(webhook.id, webhook.filter))
+        except Exception as exc:  # validated when saved: only a row changed by hand gets here
+            raise InvalidInputError(f"the filter of webhook {webhook.id} does not compile: {exc}") from None
+    return compiled
 
 
 @dataclass(frozen=True)
@@ -106,10 +122,12 @@ def replay_range(
     """Queue a delivery, due now, for each event of the range that each target webhook subscribes to.
 
     Delivery ids are those of the original deliveries, so receivers can drop what they already have;
-    each takes the attempt number after the highest one logged for it, with a fresh budget.
+    each takes the attempt number after the highest one logged for it, with a fresh budget. Events a
+    webhook's filter rejects are counted in ``filtered``, not queued.
     """
     webhooks = _targets(engine, request.webhook_ids)
-    report = ReplayReport()
+    targets = list(zip(webhooks, _compiled_filters(webhooks), strict=True))
+    report = ReplayReport(filtering=any(found is not None for _, found in targets))
     writer = None if dry_run else _NumberedWriter(settings, engine)
     for record in scan(settings, settings.source_topic, plan.start, plan.end):
         report.records += 1
@@ -126,12 +144,16 @@ def replay_range(
             continue
         report.matched += 1
         source = source_of(record)
-        for webhook in webhooks:
-            if not webhook.subscribes_to(event.event.value):
-                continue
+        name, body = event.event.value, record.value() or b""
+        pairs = [(hook, found) for hook, found in targets if hook.subscribes_to(name)]
+        chosen = [hook for hook, _ in pairs]
+        if any(found is not None for _, found in pairs):
+            chosen, rejected = split_by_filters(chosen, [found for _, found in pairs], body)
+            report.filtered.update(hook.id for hook in rejected)
+        for webhook in chosen:
             report.deliveries[webhook.id] += 1
             if writer is not None:
-                writer.add(record.value(), key, webhook.id, event.event.value, source, now)
+                writer.add(body, key, webhook.id, name, source, now)
     if writer is not None:
         writer.flush()
     return report

@@ -108,6 +108,18 @@ _WEBHOOK_FIELDS: dict[str, Any] = {
     "signature": {"type": "string", "enum": ["seed", "standard"]},
     "headers": {"type": "object", "additionalProperties": {"type": "string"}},
     "active": {"type": "boolean"},
+    "rate_limit": {
+        "type": "string",
+        "nullable": True,
+        "description": 'at most this many deliveries, e.g. "20/s" or "50/m"; null or "" removes it',
+    },
+    "filter": {
+        "type": "string",
+        "nullable": True,
+        "maxLength": 1000,
+        "description": "a JMESPath expression over the event JSON: only events it is true for are delivered; "
+        'null or "" removes it',
+    },
 }
 _SELECTION = {
     "type": "object",

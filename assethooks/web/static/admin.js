@@ -82,6 +82,7 @@ async function loadWebhooks() {
          webhook.active ? "ok" : "failed");
     const found = healthById.get(webhook.id);
     cell(row, found ? found.summary : "", found ? `health-${found.state}` : "");
+    cell(row, [webhook.filter, webhook.rate_limit].filter(Boolean).join(" · ") || "—");
     const actions = row.insertCell();
     button(actions, "Health", () => openHealth(webhook));
     button(actions, "Edit", async () => openForm(webhook));
@@ -100,7 +101,9 @@ async function loadWebhooks() {
       await loadWebhooks();
     });
   }
-  if (healthOf) await openHealth(healthOf);  // the open panel follows the table
+  if (healthOf) {  // the open panel follows the table
+    await openHealth(webhooks.find((webhook) => webhook.id === healthOf.id) || healthOf);
+  }
 }
 
 async function openHealth(webhook) {
@@ -122,6 +125,8 @@ async function openHealth(webhook) {
     "Circuit": health.circuit + (health.circuit === "open" ? ` until ${health.circuit_open_until.replace("T", " ").slice(0, 19)}` : ""),
     "Waiting for a retry": String(health.retrying),
     "Dead letters": String(health.dead_letters),
+    "Filter": webhook.filter || "none: every subscribed event",
+    "Rate limit": webhook.rate_limit || "none",
   };
   const list = $("#health-facts");
   list.replaceChildren();
@@ -205,6 +210,8 @@ function openForm(webhook) {
   $("#f-name").value = webhook ? webhook.name : "";
   $("#f-url").value = webhook ? webhook.url : "";
   $("#f-active").checked = webhook ? webhook.active : true;
+  $("#f-rate-limit").value = webhook && webhook.rate_limit ? webhook.rate_limit : "";
+  $("#f-filter").value = webhook && webhook.filter ? webhook.filter : "";
   const chosen = webhook && webhook.events !== "all" ? new Set(webhook.events) : new Set();
   const all = Boolean(webhook && webhook.events === "all");
   $("#f-all-events").checked = all;
@@ -221,6 +228,8 @@ function formBody() {
     url: $("#f-url").value,
     events: $("#f-all-events").checked ? "all" : events,
     active: $("#f-active").checked,
+    rate_limit: $("#f-rate-limit").value,  // empty: none
+    filter: $("#f-filter").value,
   };
   const headers = {};
   const lines = $("#f-headers").value.split("\n").filter((line) => line.trim());
