@@ -80,7 +80,6 @@ class SubscriptionCache:
         self._events = tuple(events)
         self._interval = interval
         self._by_id: Mapping[int, Webhook] = {}
-        self._by_event: Mapping[str, tuple[Webhook, ...]] = {}
         self._filters: Mapping[int, PayloadFilter] = {}
         self._routes: Mapping[str, Route] = {}
         self._task: asyncio.Task[None] | None = None
@@ -94,9 +93,8 @@ class SubscriptionCache:
         """Reload every webhook from the store; log what changed since the last load."""
         webhooks = await asyncio.to_thread(self._store.list)
         before, self._by_id = self._by_id, {webhook.id: webhook for webhook in webhooks}
-        self._by_event = index_by_event(webhooks, self._events)
         self._filters = compile_filters(webhooks, self._filters)
-        self._routes = routes_by_event(self._by_event, self._filters)
+        self._routes = routes_by_event(index_by_event(webhooks, self._events), self._filters)
         if self._task is None:
             log.info("%d webhooks loaded", len(webhooks))
             return
@@ -115,10 +113,6 @@ class SubscriptionCache:
                 log.warning("webhooks not refreshed, using the last known ones: %s", exc)
             except Exception:  # keep refreshing: a passing problem must not freeze the subscriptions
                 log.exception("webhooks not refreshed, using the last known ones")
-
-    def matching(self, event: str) -> tuple[Webhook, ...]:
-        """The webhooks that receive ``event`` now."""
-        return self._by_event.get(event, ())
 
     def route(self, event: str) -> Route:
         """The webhooks that receive ``event`` now, and their compiled filters (``None``: no filter)."""
