@@ -11,9 +11,11 @@ unattempted, to a retry tier, so a limited webhook holds at most ``rate * max_wa
 Those sent away wait there in a schedule of their own (``overflow``), so that a backlog of hours waits in
 the long tiers instead of going round the shortest one.
 
-Adaptive concurrency (AIMD). Each webhook starts with ``initial`` concurrent attempts; a window of
-successes (as many as the limit, and at least ``window``) adds one, up to the maximum; an answer that
-says "too much" (429, 503, a timeout) halves it, at most once for the attempts started at one limit.
+Adaptive concurrency (AIMD). Each webhook starts with ``initial`` concurrent attempts; until the endpoint
+first says "too much" (429, 503, a timeout), every success adds one (a slow start, as in TCP: a slow but
+healthy endpoint gets the concurrency its latency needs within seconds). From then on a window of
+successes (as many as the limit, and at least ``window``) adds one, up to the maximum, and each "too
+much" halves it, at most once for the attempts started at one limit.
 """
 
 from __future__ import annotations
@@ -76,13 +78,14 @@ class RateLimits:
 class Concurrency:
     """One webhook's limit of concurrent attempts, adapted AIMD-style to what the endpoint answers."""
 
-    __slots__ = ("_maximum", "_successes", "_value", "_window", "epoch")
+    __slots__ = ("_maximum", "_probing", "_successes", "_value", "_window", "epoch")
 
     def __init__(self, *, initial: int, maximum: int, window: int) -> None:
         self._maximum = maximum
         self._value = float(min(initial, maximum))
         self._window = window
         self._successes = 0
+        self._probing = True  # the slow start: until the first "too much"
         self.epoch = 0  # changes at every decrease; an attempt notes it when it starts
 
     @property
@@ -93,7 +96,9 @@ class Concurrency:
     def succeeded(self) -> bool:
         """Count a success; True when it raised the limit."""
         self._successes += 1
-        if self._successes < max(self._window, self.limit) or self._value >= self._maximum:
+        if self._value >= self._maximum:
+            return False
+        if not self._probing and self._successes < max(self._window, self.limit):
             return False
         self._successes = 0
         self._value += 1
@@ -106,6 +111,7 @@ class Concurrency:
             return False
         self.epoch += 1
         self._successes = 0
+        self._probing = False
         before = self.limit
         self._value = max(1.0, self._value / 2)
         return self.limit != before

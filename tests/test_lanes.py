@@ -46,6 +46,7 @@ class Endpoints:
         self.spilled: list[tuple[Job, Spill]] = []
         self.waits: list[float] = []
         self.release = asyncio.Event()
+        self.begun = 0.0
 
     async def attempt(self, job: Job) -> Outcome:
         delay = self.latency[job.lane]
@@ -137,7 +138,7 @@ def test_a_busy_process_is_not_congestion_nothing_spills() -> None:
 def test_a_stalled_endpoint_spills_its_waiting_deliveries_and_the_others_go_on() -> None:
     async def scenario() -> Endpoints:
         endpoints = Endpoints({1: None, 2: 0.001})
-        lanes = lanes_for(endpoints, workers=2, max_running=16, spill_after=0.05)
+        lanes = lanes_for(endpoints, workers=2, max_running=16, spill_after=0.25)
         lanes.start()
         stalled = [submitted(lanes, Job(1, f"asset-{number}", number)) for number in range(10)]
         healthy = [submitted(lanes, Job(2, f"asset-{number}", number)) for number in range(50)]
@@ -166,6 +167,7 @@ def test_a_rate_limited_webhook_is_paced_spills_what_would_wait_too_long_and_hol
     async def scenario() -> Endpoints:
         endpoints = Endpoints({1: 0.001, 2: 0.001})
         lanes = lanes_for(endpoints, workers=8, max_running=16, spill_after=5, max_wait=0.5)
+        endpoints.begun = time.monotonic()
         limited = [submitted(lanes, Job(1, f"asset-{number}", number, rate=20)) for number in range(40)]
         free = [submitted(lanes, Job(2, f"asset-{number}", number)) for number in range(200)]
         await asyncio.wait_for(asyncio.gather(*free), 10)
@@ -179,7 +181,7 @@ def test_a_rate_limited_webhook_is_paced_spills_what_would_wait_too_long_and_hol
     # 20/s with half a second of waiting at most: 11 turns (now, then every 50 ms), the rest spilled
     assert len(starts) == 11
     # never ahead of the schedule (a start the loop made late may be followed closely by the next one)
-    assert all(at - starts[0] >= number * 0.05 - 0.002 for number, at in enumerate(starts))
+    assert all(at >= endpoints.begun + number * 0.05 for number, at in enumerate(starts))
     assert [why for _job, why in endpoints.spilled] == [Spill.OVER_RATE] * 29
     # sent away to come back one interval apart, after the turns given here
     assert endpoints.waits == pytest.approx([0.5 + number * 0.05 for number in range(29)], abs=0.01)
@@ -226,19 +228,23 @@ def test_a_rate_limit_is_the_groups_a_member_takes_its_share() -> None:
     assert limits.reserve(1, 10, now=5.0) == 0.0  # idle time is not saved up: no burst
 
 
-def test_aimd_adds_one_per_window_of_successes_and_halves_once_per_epoch() -> None:
-    concurrency = Concurrency(initial=4, maximum=6, window=3)
-    raised = [concurrency.succeeded() for _ in range(4)]
-    assert raised == [False, False, False, True]  # a window: max(3, limit 4) successes
-    assert concurrency.limit == 5
+def test_aimd_starts_fast_then_adds_one_per_window_of_successes_and_halves_once_per_epoch() -> None:
+    concurrency = Concurrency(initial=4, maximum=64, window=3)
+    assert [concurrency.succeeded() for _ in range(6)] == [True] * 6  # the slow start: one per success
+    assert concurrency.limit == 10
     epoch = concurrency.epoch
     assert concurrency.overloaded(epoch)
-    assert concurrency.limit == 2
+    assert concurrency.limit == 5
     assert not concurrency.overloaded(epoch)  # started before the halving: no second one
-    assert concurrency.limit == 2
-    for _ in range(100):
+    assert concurrency.limit == 5
+    raised = [concurrency.succeeded() for _ in range(5)]
+    assert raised == [False, False, False, False, True]  # a window: max(3, limit 5) successes
+    assert concurrency.limit == 6
+    assert concurrency.overloaded(concurrency.epoch)
+    assert concurrency.limit == 3
+    for _ in range(10_000):
         concurrency.succeeded()
-    assert concurrency.limit == 6  # never above the maximum
-    for _ in range(5):
+    assert concurrency.limit == 64  # never above the maximum
+    for _ in range(8):
         concurrency.overloaded(concurrency.epoch)
     assert concurrency.limit == 1  # never below one
