@@ -381,6 +381,47 @@ def test_health_rotation_purge_and_log_pages_through_the_api(admin: AdminServer)
     engine.dispose()
 
 
+def test_ed25519_key_pairs_through_the_api_show_only_public_keys(
+    admin: AdminServer, receiver: Receiver
+) -> None:
+    webhook = new_webhook(admin, receiver.url("/ed"), signature="standard-ed25519", generate_key=True)
+    first = webhook["public_key"]
+    assert first.startswith("whpk_")
+    assert webhook["secret"] == "****"
+    one = f"/api/webhooks/{webhook['id']}"
+    shown = admin.call("GET", one)
+    assert shown.body["webhook"]["public_key"] == first
+    rotated = admin.call("POST", one + "/rotate-secret", {"generate_key": True, "grace": "1h"})
+    assert rotated.status == 200, rotated.text
+    assert "secret" not in rotated.body
+    assert rotated.body["webhook"]["previous_public_key"] == first
+    assert rotated.body["webhook"]["public_key"] not in (first, None)
+    listed = admin.call("GET", "/api/webhooks")
+    assert listed.body["webhooks"][0]["previous_public_key"] == first
+    for answer in (shown, rotated, listed):
+        assert "whsk_" not in answer.text
+    refusals = [
+        (
+            "POST",
+            "/api/webhooks",
+            {"name": "s", "url": receiver.url("/s"), "events": "all", "generate_key": True},
+        ),
+        ("PATCH", one, {"generate_secret": True}),
+        ("POST", one + "/rotate-secret", {"generate_secret": True}),
+        ("POST", one + "/rotate-secret", {"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+    ]
+    errors = [admin.call(method, path, body) for method, path, body in refusals]
+    assert [(answer.status, answer.body["error"]) for answer in errors] == [
+        (400, "generate_key makes an Ed25519 key pair: it is for the standard-ed25519 signature"),
+        (400, "the standard-ed25519 signature uses a key pair: ask for generate_key "
+              "(its public key is shown, the private key never)"),
+        (400, "the standard-ed25519 signature uses a key pair: ask for generate_key "
+              "(its public key is shown, the private key never)"),
+        (400, "an Ed25519 private key starts with whsk_ (generate one with --generate-key)"),
+    ]  # fmt: skip
+    assert admin.call("GET", one).body["webhook"]["public_key"] == rotated.body["webhook"]["public_key"]
+
+
 def test_bad_requests_get_one_line_json_errors_never_a_500(admin: AdminServer) -> None:
     assert admin.call("GET", "/api/nowhere").body == {"error": "Not Found"}
     assert admin.call("GET", "/api/webhooks/" + "9" * 5000).status == 404
