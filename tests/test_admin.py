@@ -941,6 +941,45 @@ def test_the_page_creates_tests_logs_and_retries(
     assert policy_violations(browser) == []
 
 
+def test_the_page_makes_an_ed25519_webhook_and_rotates_its_key_pair_showing_public_keys_only(
+    admin_sqlite: AdminServer, receiver: Receiver, browser: WebDriver
+) -> None:
+    server = admin_sqlite
+    page = Page(browser)
+    page.sign_in(server.url)
+    page.click("New Webhook")
+    page.type("f-name", "Signed ERP")
+    page.type("f-url", receiver.url("/ed"))
+    browser.find_element(By.CSS_SELECTOR, "input[value='asset.created']").click()
+    browser.find_element(By.CSS_SELECTOR, "#f-signature option[value='standard-ed25519']").click()
+    browser.find_element(By.ID, "f-generate-key").click()
+    page.click("Save")
+    said = page.until(
+        "the public key", lambda: "public key" in page.read("#message") and page.read("#message")
+    )
+    [webhook] = server.call("GET", "/api/webhooks").body["webhooks"]
+    first = webhook["public_key"]
+    assert said.startswith(f"Saved webhook Signed ERP — public key (give it to the receiver): {first} — ")
+
+    def fact(name: str) -> str:
+        return page.read(f"#health-facts dd[data-fact='{name}']")
+
+    page.click("Health", "#webhooks")
+    page.until("the public key fact", lambda: fact("Public key") == first)
+    page.click("Rotate secret", "#health-panel")
+    page.answer_then_confirm("the grace period prompt", "1h")
+    shown = page.until("the new public key", lambda: page.read("#rotated"))
+    [rotated] = server.call("GET", "/api/webhooks").body["webhooks"]
+    assert rotated["previous_public_key"] == first
+    assert shown.startswith(
+        f"New public key (give it to the receiver): {rotated['public_key']} — the old one"
+    )
+    page.until("both keys in the facts", lambda: fact("Public key") == rotated["public_key"])
+    assert fact("Previous public key").startswith(f"{first} (signs too until ")
+    assert "whsk_" not in browser.page_source
+    assert policy_violations(browser) == []
+
+
 def test_the_page_refuses_inline_script_and_being_framed(
     admin_sqlite: AdminServer, browser: WebDriver
 ) -> None:
