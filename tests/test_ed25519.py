@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import timeit
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from click.testing import CliRunner, Result
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from multidict import CIMultiDict
 from sqlalchemy import Engine, text
 
 from assethooks.cli import main
@@ -32,7 +34,7 @@ from assethooks.signing import (
 from assethooks.store.db import make_engine
 from schemas.webhooks import validate_webhook
 from tests.conftest import TestEnv
-from tests.support import ASSETHOOKS, Received, Receiver, cli, free_port, service, wait_until
+from tests.support import ASSETHOOKS, ROOT, Received, Receiver, cli, free_port, service, wait_until
 
 # The known answer of the reference Go library's asymmetric tests (standard-webhooks PR #253, not yet
 # released): this key, message id, timestamp and payload sign to exactly this v1a signature.
@@ -40,6 +42,7 @@ REFERENCE_KEY = "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk="
 REFERENCE_SIGNATURE = (
     "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag=="
 )
+README = ROOT / "README.md"
 PUBLIC_KEY_LINE = re.compile(
     r"^Public key \(give it to the receiver; `webhooks show` shows it again\): (whpk_\S+)$", re.M
 )
@@ -65,6 +68,17 @@ def spec_verifies(public_key: str, request: Received, *, now: float, tolerance: 
             continue
         return abs(now - int(timestamp)) <= tolerance
     return False
+
+
+def readme_receiver_example(public_keys: list[str]) -> Callable[[bytes, CIMultiDict[str], float], bool]:
+    """The README's receiver-side example (its "Ed25519 signatures" section), run as written."""
+    section = README.read_text().split("### Ed25519 signatures", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    namespace["PUBLIC_KEYS"] = public_keys
+    verify: Callable[[bytes, CIMultiDict[str], float], bool] = namespace["verify"]
+    return verify
 
 
 def raw_public_key(private_key: str) -> str:
@@ -301,7 +315,11 @@ def test_deliveries_verify_with_both_public_keys_during_a_rotation_then_only_the
     assert during.header("X-Asset-Webhook-Signature") is None
     payload: dict[str, Any] = json.loads(during.body)
     assert payload["event"] == "asset.created"
-    # our own verifier agrees, with the receiver's clock passed in
+    # the README's receiver example agrees, and so does our own verifier, with the receiver's clock passed in
+    readme_verify = readme_receiver_example([old_public])
+    assert readme_verify(during.body, CIMultiDict(during.headers), now)
+    assert not readme_verify(after.body, CIMultiDict(after.headers), now)
+    assert not readme_verify(during.body, CIMultiDict(during.headers), now + 301)
     assert verify_standard_delivery(old_public, during.body, during.headers, now=now) is None
     assert (
         verify_standard_delivery(old_public, after.body, after.headers, now=now)
