@@ -266,6 +266,19 @@ def test_generated_and_given_keys_show_only_their_public_key_and_rotate_with_gra
         assert (refused.exit_code, refused.stderr.strip()) == (2, error), args
     assert len(json.loads(run(sealed, "webhooks", "list", "--json").stdout)) == 2
 
+    # an HMAC webhook switched to Ed25519 gets its pair made for the scheme it will have
+    assert run(sealed, *create, "--secret", "an-hmac-secret").exit_code == 0
+    switched = run(sealed, "webhooks", "update", "3", "--signature", "standard-ed25519", "--generate-key")
+    assert switched.exit_code == 0, switched.output
+    (public_key,) = PUBLIC_KEY_LINE.findall(switched.stdout)
+    shown = json.loads(run(sealed, "webhooks", "show", "3", "--json").stdout)
+    assert (shown["signature"], shown["public_key"]) == ("standard-ed25519", public_key)
+    back = run(sealed, "webhooks", "update", "3", "--signature", "seed", "--generate-key")
+    assert (back.exit_code, back.stderr.strip()) == (
+        2,
+        "Error: --generate-key makes an Ed25519 key pair: it is for the standard-ed25519 signature",
+    )
+
 
 # -- real deliveries -----------------------------------------------------------------------------------
 

@@ -260,6 +260,9 @@ def show(app: App, webhook_id: int, as_json: bool) -> None:
 @click.option("--no-secret", is_flag=True, help="Remove the secret (deliveries go unsigned).")
 @click.option("--signature", type=click.Choice(SCHEMES), help="Signature scheme.")
 @click.option(
+    "--generate-key", is_flag=True, help="standard-ed25519: a new key pair (prints its public key)."
+)
+@click.option(
     "--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Replace the custom headers."
 )
 @click.option("--no-headers", is_flag=True, help="Remove every custom header.")
@@ -276,13 +279,18 @@ def update(
     secret: str | None,
     no_secret: bool,
     signature: str | None,
+    generate_key: bool,
     headers: tuple[str, ...],
     no_headers: bool,
     active: bool | None,
     as_json: bool,
 ) -> None:
     """Change a webhook; fields not given stay as they are."""
-    secret = _secret(secret, False, "seed")
+    scheme = "seed"
+    if generate_key:  # e.g. switching to standard-ed25519: the pair is made for the scheme it will have
+        scheme = signature or app.webhooks.get(webhook_id).signature
+        check_generated(scheme, secret=False, key=True, names=GENERATE_FLAGS)
+    secret = _secret(secret, generate_key, scheme)
     if secret is not None and no_secret:
         raise InvalidWebhookError("use either --secret or --no-secret, not both")
     if headers and no_headers:
@@ -303,6 +311,8 @@ def update(
         echo_json(webhook.masked())
     else:
         say(f"Updated webhook {webhook.id} ({webhook.name})")
+    if generate_key and webhook.public_key is not None and not as_json:
+        _show_public_key(webhook.public_key)
 
 
 @webhooks.command("rotate-secret")
