@@ -28,11 +28,13 @@ from assethooks.guard import IPNetwork, parse_networks
 from assethooks.http import HttpClient, Response
 from assethooks.settings import Settings
 from assethooks.signing import (
+    HMAC_PREFIX,
     NEXT_SIGNATURE_HEADER,
+    PRIVATE_KEY_PREFIX,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     sign,
-    standard_signature,
+    standard_signature_for,
 )
 from schemas.webhooks import Webhook
 
@@ -71,15 +73,17 @@ def build_request(
 
     During a secret rotation both secrets sign: with the seed scheme the previous secret signs
     ``X-Asset-Webhook-Signature`` (receivers not yet updated keep working) and the new one
-    ``X-Asset-Webhook-Signature-Next``; with the standard scheme ``webhook-signature`` lists both.
+    ``X-Asset-Webhook-Signature-Next``; with the standard schemes ``webhook-signature`` lists both (``v1``
+    for a ``whsec_`` secret, ``v1a`` for a ``whsk_`` Ed25519 key: a key signs the way its prefix says).
 
     Raises ``PermanentDeliveryError`` for a webhook whose custom headers cannot be sent as given.
     """
     timestamp = int(now.timestamp())
     signatures = b""
     secrets = webhook.signing_secrets(now)
-    if secrets and webhook.signature == "standard":
-        listed = " ".join(standard_signature(secret, delivery_id, timestamp, body) for secret in secrets)
+    if secrets and webhook.signature != "seed":
+        keys = [secret for secret in secrets if secret.startswith((HMAC_PREFIX, PRIVATE_KEY_PREFIX))]
+        listed = " ".join(standard_signature_for(key, delivery_id, timestamp, body) for key in keys)
         signatures = f"webhook-id: {delivery_id}\r\nwebhook-timestamp: {timestamp}\r\n".encode()
         signatures += f"webhook-signature: {listed}\r\n".encode()
     elif len(secrets) == 2:

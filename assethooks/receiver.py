@@ -1,7 +1,8 @@
 """A development receiver: prints each delivery it gets and whether its signature verifies.
 
 ``assethooks receiver --secret S`` is what ``make demo`` points its webhook at; integrators can use it to
-see exactly what their endpoint will receive.
+see exactly what their endpoint will receive. The key decides the check: a seed secret verifies
+``X-Asset-Webhook-Signature``, a ``whsec_`` secret or a ``whpk_`` public key the Standard Webhooks headers.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from assethooks.signing import verify_delivery
+from assethooks.signing import HMAC_PREFIX, PUBLIC_KEY_PREFIX, verify_delivery, verify_standard_delivery
 
 
 def describe(request_headers: dict[str, str], body: bytes, secret: str | None, now: float) -> str:
@@ -22,9 +23,11 @@ def describe(request_headers: dict[str, str], body: bytes, secret: str | None, n
     delivery = request_headers.get("X-Asset-Webhook-Delivery", "?")
     attempt = request_headers.get("X-Asset-Webhook-Attempt", "?")
     if secret is None:
-        verdict = "unsigned (no --secret given)"
+        verdict = "unsigned (no --secret or --public-key given)"
     else:
-        problem = verify_delivery(secret, body, request_headers, now=now)
+        standard = secret.startswith((HMAC_PREFIX, PUBLIC_KEY_PREFIX))
+        verify = verify_standard_delivery if standard else verify_delivery
+        problem = verify(secret, body, request_headers, now=now)
         verdict = "signature ok" if problem is None else f"SIGNATURE REJECTED: {problem}"
     try:
         asset = json.loads(body).get("asset_id")

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator, model_validator
 
 from assethooks.errors import InvalidWebhookError
+from assethooks.signing import PRIVATE_KEY_PREFIX, PUBLIC_KEY_PREFIX, ed25519_public_key, ed25519_seed
 from schemas.events import EventName
 from schemas.filters import check_filter
 
@@ -54,7 +55,7 @@ _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 _BIDI_CONTROLS: Final = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
-SignatureScheme = Literal["seed", "standard"]
+SignatureScheme = Literal["seed", "standard", "standard-ed25519"]
 STANDARD_PREFIX: Final = "whsec_"
 
 
@@ -276,11 +277,28 @@ class WebhookSpec(BaseModel):
 
     @model_validator(mode="after")
     def _secret_fits_scheme(self) -> WebhookSpec:
+        given = None if self.secret is None else self.secret.get_secret_value()
         if self.signature == "standard":
-            if self.secret is None:
+            if given is None:
                 raise ValueError("the standard signature needs a secret (whsec_…)")
-            check_standard_secret(self.secret.get_secret_value())
+            check_standard_secret(given)
+        elif self.signature == "standard-ed25519":
+            if given is None:
+                raise ValueError(
+                    "the standard-ed25519 signature needs a private key (whsk_…, or --generate-key)"
+                )
+            if given.startswith(PUBLIC_KEY_PREFIX):
+                raise ValueError("a whpk_ key is the public key: the webhook needs the private key (whsk_…)")
+            ed25519_seed(given)
+        # A seed secret may be any text, whsk_… included (other services' secrets use that prefix too).
         return self
+
+    @property
+    def public_key(self) -> str | None:
+        """The ``whpk_`` public key receivers verify with (standard-ed25519 only; not a secret)."""
+        if self.signature != "standard-ed25519" or self.secret is None:
+            return None
+        return ed25519_public_key(self.secret.get_secret_value())
 
     def subscribes_to(self, event: str) -> bool:
         """True when this webhook is active and asked for ``event``."""
@@ -326,8 +344,17 @@ class Webhook(WebhookSpec):
             return (current, previous.get_secret_value())
         return (current,)
 
+    @property
+    def previous_public_key(self) -> str | None:
+        """The public key of the previous private key, while a rotation keeps it signing too."""
+        previous = None if self.previous_secret is None else self.previous_secret.get_secret_value()
+        if self.signature != "standard-ed25519" or previous is None or self.previous_secret_until is None:
+            return None
+        return ed25519_public_key(previous) if previous.startswith(PRIVATE_KEY_PREFIX) else None
+
     def masked(self) -> dict[str, Any]:
-        """The webhook for display: secret and custom header values replaced by ``****``."""
+        """The webhook for display: secret and custom header values replaced by ``****``; the public keys
+        of a standard-ed25519 webhook are shown, as receivers need them and they are not secrets."""
         return {
             "id": self.id,
             "name": self.name,
@@ -337,6 +364,8 @@ class Webhook(WebhookSpec):
             "headers": dict.fromkeys(self.headers, MASK),
             "active": self.active,
             "signature": self.signature,
+            "public_key": self.public_key,
+            "previous_public_key": self.previous_public_key,
             "rate_limit": self.rate_limit,
             "filter": self.filter,
             "previous_secret_until": _iso(self.previous_secret_until),

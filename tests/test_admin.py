@@ -415,6 +415,47 @@ def test_health_rotation_purge_and_log_pages_through_the_api(admin: AdminServer)
     engine.dispose()
 
 
+def test_ed25519_key_pairs_through_the_api_show_only_public_keys(
+    admin: AdminServer, receiver: Receiver
+) -> None:
+    webhook = new_webhook(admin, receiver.url("/ed"), signature="standard-ed25519", generate_key=True)
+    first = webhook["public_key"]
+    assert first.startswith("whpk_")
+    assert webhook["secret"] == "****"
+    one = f"/api/webhooks/{webhook['id']}"
+    shown = admin.call("GET", one)
+    assert shown.body["webhook"]["public_key"] == first
+    rotated = admin.call("POST", one + "/rotate-secret", {"generate_key": True, "grace": "1h"})
+    assert rotated.status == 200, rotated.text
+    assert "secret" not in rotated.body
+    assert rotated.body["webhook"]["previous_public_key"] == first
+    assert rotated.body["webhook"]["public_key"] not in (first, None)
+    listed = admin.call("GET", "/api/webhooks")
+    assert listed.body["webhooks"][0]["previous_public_key"] == first
+    for answer in (shown, rotated, listed):
+        assert "whsk_" not in answer.text
+    refusals = [
+        (
+            "POST",
+            "/api/webhooks",
+            {"name": "s", "url": receiver.url("/s"), "events": "all", "generate_key": True},
+        ),
+        ("PATCH", one, {"generate_secret": True}),
+        ("POST", one + "/rotate-secret", {"generate_secret": True}),
+        ("POST", one + "/rotate-secret", {"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+    ]
+    errors = [admin.call(method, path, body) for method, path, body in refusals]
+    assert [(answer.status, answer.body["error"]) for answer in errors] == [
+        (400, "generate_key makes an Ed25519 key pair: it is for the standard-ed25519 signature"),
+        (400, "the standard-ed25519 signature uses a key pair: ask for generate_key "
+              "(its public key is shown, the private key never)"),
+        (400, "the standard-ed25519 signature uses a key pair: ask for generate_key "
+              "(its public key is shown, the private key never)"),
+        (400, "an Ed25519 private key starts with whsk_ (generate one with --generate-key)"),
+    ]  # fmt: skip
+    assert admin.call("GET", one).body["webhook"]["public_key"] == rotated.body["webhook"]["public_key"]
+
+
 def test_bad_requests_get_one_line_json_errors_never_a_500(admin: AdminServer) -> None:
     assert admin.call("GET", "/api/nowhere").body == {"error": "Not Found"}
     assert admin.call("GET", "/api/webhooks/" + "9" * 5000).status == 404
@@ -931,6 +972,45 @@ def test_the_page_creates_tests_logs_and_retries(
         page.answer_then_confirm("the age prompt", "0s")
         page.shows("#message", lambda message: message.startswith("Purged "), "the log purge")
         page.until("an empty log view", lambda: page.rows("#logs") == [])
+    assert policy_violations(browser) == []
+
+
+def test_the_page_makes_an_ed25519_webhook_and_rotates_its_key_pair_showing_public_keys_only(
+    admin_sqlite: AdminServer, receiver: Receiver, browser: WebDriver
+) -> None:
+    server = admin_sqlite
+    page = Page(browser)
+    page.sign_in(server.url)
+    page.click("New Webhook")
+    page.type("f-name", "Signed ERP")
+    page.type("f-url", receiver.url("/ed"))
+    browser.find_element(By.CSS_SELECTOR, "input[value='asset.created']").click()
+    browser.find_element(By.CSS_SELECTOR, "#f-signature option[value='standard-ed25519']").click()
+    browser.find_element(By.ID, "f-generate-key").click()
+    page.click("Save")
+    said = page.until(
+        "the public key", lambda: page.read("#message") if "public key" in page.read("#message") else ""
+    )
+    [webhook] = server.call("GET", "/api/webhooks").body["webhooks"]
+    first = webhook["public_key"]
+    assert said.startswith(f"Saved webhook Signed ERP — public key (give it to the receiver): {first} — ")
+
+    def fact(name: str) -> str:
+        return page.read(f"#health-facts dd[data-fact='{name}']")
+
+    page.click("Health", "#webhooks")
+    page.until("the public key fact", lambda: fact("Public key") == first)
+    page.click("Rotate secret", "#health-panel")
+    page.answer_then_confirm("the grace period prompt", "1h")
+    shown = page.until("the new public key", lambda: page.read("#rotated"))
+    [rotated] = server.call("GET", "/api/webhooks").body["webhooks"]
+    assert rotated["previous_public_key"] == first
+    assert shown.startswith(
+        f"New public key (give it to the receiver): {rotated['public_key']} — the old one"
+    )
+    page.until("both keys in the facts", lambda: fact("Public key") == rotated["public_key"])
+    assert fact("Previous public key").startswith(f"{first} (signs too until ")
+    assert "whsk_" not in browser.page_source
     assert policy_violations(browser) == []
 
 

@@ -307,6 +307,7 @@ def test_during_a_rotation_deliveries_verify_with_both_secrets_then_only_the_new
 # -- secrets kept secret -------------------------------------------------------------------------------
 
 WEBHOOK_SECRET = "sEcReT-webhook-8f3a1c"
+PRIVATE_KEY = "whsk_cHJpdmF0ZS1lZDI1NTE5LWtleS1mb3ItdGhlLXN3ZWU="  # an Ed25519 seed
 HEADER_SECRET = "hEaDeR-api-key-77d0b2"
 KAFKA_PASSWORD = "kAfKa-password-4e19"
 
@@ -339,17 +340,22 @@ def test_no_output_of_a_full_run_contains_a_secret(
     down = json.loads(
         run(*create_down, "--secret", WEBHOOK_SECRET, "--header", f"Authorization: Bearer {HEADER_SECRET}")
     )
+    create_ed = ["webhooks", "create", "--name", "ed", "--url", receiver.url("/ed"), "--all-events", "--json"]
+    ed = json.loads(run(*create_ed, "--signature", "standard-ed25519", "--secret", "-", stdin=PRIVATE_KEY))
     receiver.plan("/down", then=500)
     run("publish", "--event", "asset.lost", "--asset-id", "3")
     with service("all", sealed.values, tmp_path / "run.log", "--log-level", "DEBUG") as running:
         dead = read_topic(env["kafka_bootstrap"], env["dlq_topic"], count=1)
         receiver.wait_for(1, "/ok")
+        receiver.wait_for(1, "/ed")
         run("webhooks", "test", str(ok["id"]))
+        run("webhooks", "rotate-secret", str(ed["id"]), "--generate-key")
     said.append(running.output())
     for args in (
         ("webhooks", "list"), ("webhooks", "list", "--json"), ("webhooks", "show", str(down["id"])),
         ("webhooks", "show", str(ok["id"]), "--json"), ("config",), ("config", "--json"), ("logs",),
         ("logs", "--json"), ("dlq", "list", "--json"), ("dlq", "show", "1"), ("dlq", "show", "1", "--json"),
+        ("webhooks", "show", str(ed["id"])),
     ):  # fmt: skip
         run(*args)
     said.extend(str(record.headers()) + str(record.value()) for record in dead)
@@ -359,8 +365,11 @@ def test_no_output_of_a_full_run_contains_a_secret(
     everything = "\n".join(said)
     assert "****" in everything  # masked values were shown
     assert "enc:v1:" in everything  # the stored secrets are encrypted
-    for secret in (WEBHOOK_SECRET, HEADER_SECRET, KAFKA_PASSWORD):
+    for secret in (WEBHOOK_SECRET, HEADER_SECRET, KAFKA_PASSWORD, PRIVATE_KEY.removeprefix("whsk_")):
         assert secret not in everything
+    assert "whsk_" not in everything  # neither the given private key nor the generated one
+    assert ed["public_key"].startswith("whpk_")
+    assert ed["public_key"] in everything  # the public key is shown: receivers need it
     assert receiver.requests("/ok")[0].header("X-Api-Key") == HEADER_SECRET  # yet they were used
 
 

@@ -1,5 +1,6 @@
 """``assethooks webhooks …``: the seed's Webhooks screen (create, list, show, update, delete, enable,
-disable). Secrets and custom header values are masked in every output."""
+disable). Secrets and custom header values are masked in every output; an Ed25519 webhook's public key is
+shown (it is not a secret), its private key never."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from assethooks.operator.deliveries import send_test_delivery
 from assethooks.operator.health import health, health_json, summary
 from assethooks.operator.webhooks import (
     Saved,
+    check_generated,
     create_webhook,
     generate_secret,
     parse_header_lines,
@@ -102,8 +104,17 @@ def _warn(saved: Saved) -> None:
 F = TypeVar("F", bound=Callable[..., Any])
 
 secret_options: list[Callable[[F], F]] = [
-    click.option("--secret", help="Secret key for the HMAC-SHA256 signature ('-' reads it from stdin)."),
+    click.option(
+        "--secret",
+        help="Secret key for the HMAC-SHA256 signature, or whsk_ private key for standard-ed25519 "
+        "('-' reads it from stdin).",
+    ),
     click.option("--generate-secret", is_flag=True, help="Generate a strong secret and print it once."),
+    click.option(
+        "--generate-key",
+        is_flag=True,
+        help="standard-ed25519: generate a key pair, print its public key (never the private key).",
+    ),
 ]
 control_options: list[Callable[[F], F]] = [
     click.option(
@@ -117,6 +128,8 @@ control_options: list[Callable[[F], F]] = [
         "--rate-limit", metavar="RATE", help="At most this many deliveries: 20/s, 50/m ('' removes it)."
     ),
 ]
+SCHEMES = ["seed", "standard", "standard-ed25519"]
+GENERATE_FLAGS = ("--generate-secret", "--generate-key")
 event_options: list[Callable[[F], F]] = [
     click.option(
         "--event", "events", multiple=True, metavar="EVENT", help="Event to subscribe to (repeatable)."
@@ -137,10 +150,11 @@ def webhooks() -> None:
 @with_options(secret_options)
 @click.option(
     "--signature",
-    type=click.Choice(["seed", "standard"]),
+    type=click.Choice(SCHEMES),
     default="seed",
     show_default=True,
-    help="seed: X-Asset-Webhook-Signature; standard: Standard Webhooks (whsec_ secrets).",
+    help="seed: X-Asset-Webhook-Signature; standard: Standard Webhooks v1 (whsec_ secrets); "
+    "standard-ed25519: Standard Webhooks v1a (whsk_ private key, whpk_ public key).",
 )
 @click.option(
     "--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Custom header (repeatable)."
@@ -157,6 +171,7 @@ def create(
     all_events: bool,
     secret: str | None,
     generate_secret: bool,
+    generate_key: bool,
     signature: str,
     headers: tuple[str, ...],
     inactive: bool,
@@ -165,7 +180,8 @@ def create(
     as_json: bool,
 ) -> None:
     """Create a webhook."""
-    chosen = _secret(secret, generate_secret, signature)
+    check_generated(signature, secret=generate_secret, key=generate_key, names=GENERATE_FLAGS)
+    chosen = _secret(secret, generate_secret or generate_key, signature)
     saved = create_webhook(
         app.settings,
         app.webhooks,
@@ -189,12 +205,14 @@ def create(
         say(f"Created webhook {webhook.id} ({webhook.name}) -> {webhook.url}")
     if generate_secret:
         _show_generated(chosen)
+    if webhook.public_key is not None and not as_json:
+        _show_public_key(webhook.public_key)
 
 
 def _secret(given: str | None, generate: bool, scheme: str) -> str | None:
     """The secret chosen on the command line: given, read from stdin (``-``), or generated."""
     if given is not None and generate:
-        raise InvalidWebhookError("use either --secret or --generate-secret, not both")
+        raise InvalidWebhookError("use either --secret or --generate-secret/--generate-key, not both")
     if generate:
         return generate_secret(scheme)
     if given == "-":
@@ -209,6 +227,10 @@ def _secret(given: str | None, generate: bool, scheme: str) -> str | None:
 def _show_generated(secret: str | None) -> None:
     # The one place a secret is printed: the operator asked for a new one and must hand it on.
     click.echo(f"Secret (shown once, give it to the receiver): {secret}")
+
+
+def _show_public_key(public_key: str) -> None:
+    click.echo(f"Public key (give it to the receiver; `webhooks show` shows it again): {public_key}")
 
 
 @webhooks.command("list")
@@ -255,7 +277,10 @@ def show(app: App, webhook_id: int, as_json: bool) -> None:
 @with_options(event_options)
 @click.option("--secret", help="New secret key ('-' reads it from stdin); see also rotate-secret.")
 @click.option("--no-secret", is_flag=True, help="Remove the secret (deliveries go unsigned).")
-@click.option("--signature", type=click.Choice(["seed", "standard"]), help="Signature scheme.")
+@click.option("--signature", type=click.Choice(SCHEMES), help="Signature scheme.")
+@click.option(
+    "--generate-key", is_flag=True, help="standard-ed25519: a new key pair (prints its public key)."
+)
 @click.option(
     "--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Replace the custom headers."
 )
@@ -274,6 +299,7 @@ def update(
     secret: str | None,
     no_secret: bool,
     signature: str | None,
+    generate_key: bool,
     headers: tuple[str, ...],
     no_headers: bool,
     active: bool | None,
@@ -282,7 +308,11 @@ def update(
     as_json: bool,
 ) -> None:
     """Change a webhook; fields not given stay as they are."""
-    secret = _secret(secret, False, "seed")
+    scheme = "seed"
+    if generate_key:  # e.g. switching to standard-ed25519: the pair is made for the scheme it will have
+        scheme = signature or app.webhooks.get(webhook_id).signature
+        check_generated(scheme, secret=False, key=True, names=GENERATE_FLAGS)
+    secret = _secret(secret, generate_key, scheme)
     if secret is not None and no_secret:
         raise InvalidWebhookError("use either --secret or --no-secret, not both")
     if headers and no_headers:
@@ -304,6 +334,8 @@ def update(
         echo_json(webhook.masked())
     else:
         say(f"Updated webhook {webhook.id} ({webhook.name})")
+    if generate_key and webhook.public_key is not None and not as_json:
+        _show_public_key(webhook.public_key)
 
 
 @webhooks.command("rotate-secret")
@@ -311,26 +343,32 @@ def update(
 @with_options(secret_options)
 @click.option("--grace", default="24h", show_default=True, help="How long the old secret keeps signing too.")
 @pass_app
-def rotate_secret(app: App, webhook_id: int, secret: str | None, generate_secret: bool, grace: str) -> None:
-    """Replace the secret; during the grace period deliveries are signed with both secrets."""
+def rotate_secret(
+    app: App, webhook_id: int, secret: str | None, generate_secret: bool, generate_key: bool, grace: str
+) -> None:
+    """Replace the secret (or Ed25519 key pair); during the grace period deliveries are signed with both."""
     webhook = app.webhooks.get(webhook_id)
-    chosen = _secret(secret, generate_secret, webhook.signature)
+    check_generated(webhook.signature, secret=generate_secret, key=generate_key, names=GENERATE_FLAGS)
+    chosen = _secret(secret, generate_secret or generate_key, webhook.signature)
     if chosen is None:
         raise InvalidWebhookError(
-            "give the new secret with --secret (or '-' for stdin), or --generate-secret"
+            "give the new secret with --secret (or '-' for stdin), or --generate-secret (--generate-key)"
         )
     seconds = parse_duration(grace)
     rotated = app.webhooks.rotate_secret(webhook_id, chosen, timedelta(seconds=seconds))
     until = rotated.previous_secret_until
+    what = "secret" if rotated.public_key is None else "key"
     if until is None:
-        say(f"Webhook {rotated.id} ({rotated.name}) now signs with the new secret only")
+        say(f"Webhook {rotated.id} ({rotated.name}) now signs with the new {what} only")
     else:
         say(
-            f"Webhook {rotated.id} ({rotated.name}) signs with both secrets for {format_duration(seconds)}, "
+            f"Webhook {rotated.id} ({rotated.name}) signs with both {what}s for {format_duration(seconds)}, "
             f"until {until.isoformat(timespec='seconds')}"
         )
     if generate_secret:
         _show_generated(chosen)
+    if rotated.public_key is not None:
+        _show_public_key(rotated.public_key)
 
 
 @webhooks.command("delete")

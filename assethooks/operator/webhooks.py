@@ -16,6 +16,7 @@ from typing import Any
 from assethooks.errors import BlockedDestinationError, InvalidWebhookError
 from assethooks.guard import check_destination, parse_networks
 from assethooks.settings import Settings
+from assethooks.signing import new_ed25519_key
 from assethooks.store.webhooks import WebhookStore
 from schemas.webhooks import Webhook, WebhookSpec, validate_webhook
 
@@ -29,10 +30,32 @@ class Saved:
 
 
 def generate_secret(scheme: str) -> str:
-    """A strong secret for ``scheme``: 32 random bytes (``whsec_``-prefixed base64 for Standard Webhooks)."""
+    """A strong secret for ``scheme``: 32 random bytes (``whsec_``-prefixed base64 for Standard Webhooks),
+    or for ``standard-ed25519`` a new Ed25519 private key (``whsk_``), which is never shown: only its public
+    key is."""
+    if scheme == "standard-ed25519":
+        return new_ed25519_key()
     if scheme == "standard":
         return "whsec_" + base64.b64encode(token_bytes(32)).decode()
     return token_urlsafe(32)
+
+
+def check_generated(scheme: str, *, secret: bool, key: bool, names: tuple[str, str]) -> None:
+    """Refuse asking for the wrong kind of generated credential: a key pair belongs to ``standard-ed25519``
+    (whose private key is never shown), a shown-once secret to the other schemes. ``names`` are what the
+    caller calls the two requests (``--generate-secret``/``--generate-key`` or the API's fields)."""
+    ask_secret, ask_key = names
+    if secret and key:
+        raise InvalidWebhookError(f"use either {ask_secret} or {ask_key}, not both")
+    if key and scheme != "standard-ed25519":
+        raise InvalidWebhookError(
+            f"{ask_key} makes an Ed25519 key pair: it is for the standard-ed25519 signature"
+        )
+    if secret and scheme == "standard-ed25519":
+        raise InvalidWebhookError(
+            f"the standard-ed25519 signature uses a key pair: ask for {ask_key} "
+            "(its public key is shown, the private key never)"
+        )
 
 
 def parse_header_lines(lines: list[str] | tuple[str, ...]) -> dict[str, str]:

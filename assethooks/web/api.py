@@ -45,7 +45,13 @@ from assethooks.operator.deliveries import (
 )
 from assethooks.operator.health import health, health_json
 from assethooks.operator.status import service_status
-from assethooks.operator.webhooks import Saved, create_webhook, generate_secret, update_webhook
+from assethooks.operator.webhooks import (
+    Saved,
+    check_generated,
+    create_webhook,
+    generate_secret,
+    update_webhook,
+)
 from assethooks.settings import Settings
 from assethooks.store.dead_letters import DeadLetterStatus
 from assethooks.store.delivery_log import LoggedAttempt, get_attempt, purge_attempts, query_attempts
@@ -62,7 +68,8 @@ SESSION_COOKIE = "assethooks_session"
 MAX_ID = 2**63 - 1
 MAX_LIMIT = 1000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-WEBHOOK_BODY = (*WebhookSpec.model_fields, "generate_secret")
+WEBHOOK_BODY = (*WebhookSpec.model_fields, "generate_secret", "generate_key")
+GENERATE_FIELDS = ("generate_secret", "generate_key")
 LOG_FILTERS = ("webhook_id", "event", "asset", "status", "since", "until")
 DLQ_FILTERS = ("webhook_id", "event", "kind", "reason", "since", "until")
 # The page and its sign-in form load their script and styles from here; nothing inline, nothing remote.
@@ -272,22 +279,25 @@ def _run(function: Callable[..., T], *args: Any, **kwargs: Any) -> Awaitable[T]:
 def _webhook_fields(
     body: dict[str, Any], *, creating: bool, scheme: str = "seed"
 ) -> tuple[dict[str, Any], str | None]:
-    """The webhook fields of a request body, and the secret generated for it if asked to."""
+    """The webhook fields of a request body, and the secret generated for it if asked to (a generated
+    Ed25519 private key is not returned: the webhook's ``public_key`` is what the caller gets)."""
     fields = dict(body)
-    generate = fields.pop("generate_secret", False)
-    if not isinstance(generate, bool):
-        raise InvalidWebhookError("generate_secret must be true or false")
+    generate, generate_key = fields.pop("generate_secret", False), fields.pop("generate_key", False)
+    if not isinstance(generate, bool) or not isinstance(generate_key, bool):
+        raise InvalidWebhookError("generate_secret and generate_key must be true or false")
     if fields.get("events") == "all":
         fields["events"] = None
     elif creating and "events" not in fields:
         raise InvalidWebhookError('choose events: a list of event names, or "all"')
     generated = None
-    if generate:
+    if generate or generate_key:
         if fields.get("secret") is not None:
-            raise InvalidWebhookError("use either secret or generate_secret, not both")
-        chosen = fields.get("signature", scheme)
-        generated = generate_secret(chosen if isinstance(chosen, str) else scheme)
-        fields["secret"] = generated
+            raise InvalidWebhookError("use either secret or generate_secret/generate_key, not both")
+        given = fields.get("signature", scheme)
+        chosen = given if isinstance(given, str) else scheme
+        check_generated(chosen, secret=generate, key=generate_key, names=GENERATE_FIELDS)
+        fields["secret"] = generate_secret(chosen)
+        generated = None if generate_key else fields["secret"]
     return fields, generated
 
 
@@ -316,16 +326,22 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def rotate_secret(request: web.Request) -> web.Response:
-    """Replace the secret (given, or generated and shown once); the old one signs beside it for ``grace``."""
+    """Replace the secret (given, or generated and shown once) or the Ed25519 key pair (given, or generated:
+    its public key is shown); the old one signs beside it for ``grace``."""
     admin = request.app[ADMIN]
     webhook_id = _webhook_id(request)
-    body = await _body(request, ("secret", "generate_secret", "grace"))
+    body = await _body(request, ("secret", *GENERATE_FIELDS, "grace"))
     webhook = await _run(admin.webhooks.get, webhook_id)
     secret, generate, grace = body.get("secret"), body.get("generate_secret", False), body.get("grace", "24h")
-    if not isinstance(generate, bool) or not isinstance(grace, str):
-        raise InvalidWebhookError("generate_secret must be true or false, grace a duration such as 24h")
+    generate_key = body.get("generate_key", False)
+    if not isinstance(generate, bool) or not isinstance(generate_key, bool) or not isinstance(grace, str):
+        raise InvalidWebhookError(
+            "generate_secret and generate_key must be true or false, grace a duration such as 24h"
+        )
+    check_generated(webhook.signature, secret=generate, key=generate_key, names=GENERATE_FIELDS)
+    generate = generate or generate_key
     if (secret is None) == (not generate):
-        raise InvalidWebhookError("give either secret or generate_secret: true")
+        raise InvalidWebhookError("give either secret or generate_secret: true (generate_key: true)")
     if secret is not None and not isinstance(secret, str):
         raise InvalidWebhookError("secret must be text")
     chosen = generate_secret(webhook.signature) if generate else secret
@@ -337,7 +353,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
         if rotated.previous_secret_until is None
         else rotated.previous_secret_until.isoformat(timespec="seconds"),
     }
-    if generate:
+    if generate and not generate_key:
         answer["secret"] = chosen  # shown once
     return web.json_response(answer)
 

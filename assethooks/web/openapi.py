@@ -105,7 +105,11 @@ _WEBHOOK_FIELDS: dict[str, Any] = {
     "events": _EVENTS,
     "secret": {"type": "string", "nullable": True, "writeOnly": True},
     "generate_secret": {"type": "boolean", "description": "make a strong secret; the answer shows it once"},
-    "signature": {"type": "string", "enum": ["seed", "standard"]},
+    "generate_key": {
+        "type": "boolean",
+        "description": "standard-ed25519: make a key pair; the webhook's public_key shows its public key",
+    },
+    "signature": {"type": "string", "enum": ["seed", "standard", "standard-ed25519"]},
     "headers": {"type": "object", "additionalProperties": {"type": "string"}},
     "active": {"type": "boolean"},
     "rate_limit": {
@@ -167,6 +171,10 @@ def openapi_document() -> dict[str, Any]:
                     "properties": {
                         "secret": {"type": "string", "writeOnly": True},
                         "generate_secret": {"type": "boolean", "description": "the answer shows it once"},
+                        "generate_key": {
+                            "type": "boolean",
+                            "description": "a new key pair (standard-ed25519)",
+                        },
                         "grace": {"type": "string", "description": "how long the old secret signs too (24h)"},
                     },
                     "additionalProperties": False,

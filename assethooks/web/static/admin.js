@@ -128,6 +128,8 @@ async function openHealth(webhook) {
     "Filter": webhook.filter || "none: every subscribed event",
     "Rate limit": webhook.rate_limit || "none",
   };
+  if (webhook.public_key) facts["Public key"] = webhook.public_key;  // not a secret: receivers verify with it
+  if (webhook.previous_public_key) facts["Previous public key"] = `${webhook.previous_public_key} (signs too until ${webhook.previous_secret_until})`;
   const list = $("#health-facts");
   list.replaceChildren();
   for (const [name, value] of Object.entries(facts)) {
@@ -182,15 +184,21 @@ function chart(hours) {
 
 async function rotateSecret() {
   const webhook = healthOf;
-  const grace = prompt(`Rotate the secret of ${webhook.name}: how long may the old secret keep signing too?`, "24h");
+  const pair = webhook.signature === "standard-ed25519";  // a new key pair: only its public key is shown
+  const what = pair ? "key" : "secret";
+  const grace = prompt(`Rotate the ${what} of ${webhook.name}: how long may the old ${what} keep signing too?`, "24h");
   if (grace === null) return;
-  if (!confirm(`Make a new secret for ${webhook.name}? Its receiver must learn it within ${grace}.`)) return;
-  const answer = await api("POST", `/api/webhooks/${webhook.id}/rotate-secret`, { generate_secret: true, grace });
+  if (!confirm(`Make a new ${what} for ${webhook.name}? Its receiver must learn it within ${grace}.`)) return;
+  const asked = pair ? { generate_key: true, grace } : { generate_secret: true, grace };
+  const answer = await api("POST", `/api/webhooks/${webhook.id}/rotate-secret`, asked);
+  if (pair) await openHealth(answer.webhook);  // its facts show both public keys
   const shown = $("#rotated");
-  shown.textContent = `New secret (shown once, give it to the receiver): ${answer.secret}` +
+  shown.textContent = (pair
+    ? `New public key (give it to the receiver): ${answer.webhook.public_key}`
+    : `New secret (shown once, give it to the receiver): ${answer.secret}`) +
     (answer.previous_secret_until ? ` — the old one signs too until ${answer.previous_secret_until}` : "");
   shown.classList.remove("hidden");
-  say(`Rotated the secret of ${webhook.name}`);
+  say(`Rotated the ${what} of ${webhook.name}`);
 }
 
 async function purgeLogs() {
@@ -212,6 +220,7 @@ function openForm(webhook) {
   $("#f-active").checked = webhook ? webhook.active : true;
   $("#f-rate-limit").value = webhook && webhook.rate_limit ? webhook.rate_limit : "";
   $("#f-filter").value = webhook && webhook.filter ? webhook.filter : "";
+  $("#f-signature").value = webhook ? webhook.signature : "seed";
   const chosen = webhook && webhook.events !== "all" ? new Set(webhook.events) : new Set();
   const all = Boolean(webhook && webhook.events === "all");
   $("#f-all-events").checked = all;
@@ -241,6 +250,8 @@ function formBody() {
   if (lines.length || !editing) body.headers = headers;
   if ($("#f-no-secret").checked) body.secret = null;
   else if ($("#f-secret").value) body.secret = $("#f-secret").value;
+  if (!editing || $("#f-signature").value !== editing.signature) body.signature = $("#f-signature").value;
+  if ($("#f-generate-key").checked) body.generate_key = true;
   return body;
 }
 
@@ -251,7 +262,8 @@ async function save(event) {
     ? await api("PATCH", `/api/webhooks/${editing.id}`, body)
     : await api("POST", "/api/webhooks", body);
   $("#webhook-form").classList.add("hidden");
-  say(`Saved webhook ${saved.webhook.name}` + saved.warnings.map((warning) => ` — Warning: ${warning}`).join(""));
+  const key = saved.webhook.public_key ? ` — public key (give it to the receiver): ${saved.webhook.public_key}` : "";
+  say(`Saved webhook ${saved.webhook.name}` + key + saved.warnings.map((warning) => ` — Warning: ${warning}`).join(""));
   editing = null;
   await loadWebhooks();
 }
