@@ -2,14 +2,14 @@
 adaptive concurrency. Pure state machines (the clock is a parameter); ``consumers.lanes`` applies them.
 
 Rate limits. A webhook's limit holds for the whole group: each process takes the share of it matching the
-share of partitions it owns, of the topics a delivery comes from (the source topic and the retry tiers),
-recomputed on every assignment and revocation. Members own disjoint partitions, so the shares add up to at
-most the whole limit however many processes run. Within a process, deliveries are spaced evenly (a
-reservation per delivery, no burst): the next one starts ``1 / rate`` after the previous one's turn.
-A delivery whose turn would come more than ``max_wait`` from now is not given one: the lanes move it,
-unattempted, to a retry tier, so a limited webhook holds at most ``rate * max_wait`` deliveries waiting.
-Those sent away wait there in a schedule of their own (``overflow``), so that a backlog of hours waits in
-the long tiers instead of going round the shortest one.
+share of partitions it owns, half for the dispatcher group's (the source topic) and half for the retrier
+group's (the retry tiers), recomputed on every assignment and revocation. Members own disjoint partitions,
+so the shares add up to at most the whole limit however many processes run. Within a process, deliveries
+are spaced evenly (a reservation per delivery, no burst): the next one starts ``1 / rate`` after the
+previous one's turn. A delivery whose turn would come more than ``max_wait`` from now is not given one:
+the lanes move it, unattempted, to a retry tier, so a limited webhook holds at most ``rate * max_wait``
+deliveries waiting. Those sent away wait there in a schedule of their own (``overflow``), so that a
+backlog of hours waits in the long tiers instead of going round the shortest one.
 
 Adaptive concurrency (AIMD). Each webhook starts with ``initial`` concurrent attempts; until the endpoint
 first says "too much" (429, 503, a timeout), every success adds one (a slow start, as in TCP: a slow but
@@ -26,20 +26,21 @@ TP = tuple[str, int]
 
 
 class GroupShare:
-    """This process's share of every rate limit: the partitions it owns over all the partitions of the
-    topics deliveries come from (source topic and retry tiers), whatever group owns them."""
+    """This process's share of every rate limit: for each consumer group that sends deliveries (the
+    dispatcher and the retrier), the part of the group's partitions it owns; the groups weigh the same."""
 
     def __init__(self, partitions: Mapping[str, int]) -> None:
-        self._total = sum(partitions.values())
-        self._topics = frozenset(partitions)
-        self._owned: dict[str, frozenset[TP]] = {}  # by consumer group
+        self._partitions = {group: count for group, count in partitions.items() if count > 0}
+        self._owned: dict[str, int] = {}  # by consumer group
         self.fraction = 0.0
 
     def owned(self, group: str, tps: Collection[TP]) -> None:
         """``group``'s member in this process now owns ``tps`` (every partition it owns)."""
-        self._owned[group] = frozenset(tp for tp in tps if tp[0] in self._topics)
-        count = sum(len(owned) for owned in self._owned.values())
-        self.fraction = min(1.0, count / self._total) if self._total else 0.0
+        if group not in self._partitions:
+            return
+        self._owned[group] = len(tps)
+        parts = [min(1.0, self._owned.get(name, 0) / count) for name, count in self._partitions.items()]
+        self.fraction = sum(parts) / len(parts)
 
 
 class RateLimits:

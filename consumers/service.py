@@ -75,11 +75,11 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
     for result in results:
         if result.created:
             log.info("created topic %s", result.spec.name)
+    counts = {result.spec.name: result.partitions for result in results}
     share = GroupShare(
         {
-            result.spec.name: result.partitions
-            for result in results
-            if result.spec.name in {settings.source_topic, *settings.retry_topics}
+            settings.dispatcher_group: counts.get(settings.source_topic, 0),
+            settings.retrier_group: sum(counts.get(topic, 0) for topic in settings.retry_topics),
         }
     )
     keys = settings.encryption_keys
@@ -185,8 +185,7 @@ def runtimes(shared: Services, roles: Collection[str]) -> list[ConsumerRuntime]:
                 max_in_flight=settings.max_in_flight,
                 shutdown_timeout=settings.shutdown_timeout,
                 hurry=shared.pipeline.hurry,
-                # the projector's deliveries are none: its partitions are not a share of a rate limit
-                owned=partial(shared.share.owned, group) if role != "projector" else lambda _tps: None,
+                owned=partial(shared.share.owned, group),  # the projector's group is not counted
             )
         )
     return found

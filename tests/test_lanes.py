@@ -90,7 +90,7 @@ def lanes_for(
     initial: int | None = None,
     max_wait: float = 1.0,
 ) -> Lanes[Job]:
-    share = GroupShare({"events": 2})
+    share = GroupShare({"group": 2})
     share.owned("group", [("events", 0), ("events", 1)])
     return Lanes(
         workers=workers,
@@ -205,18 +205,19 @@ def test_adaptive_concurrency_settles_under_what_the_endpoint_takes() -> None:
     assert len(endpoints.attempted) + len(endpoints.overloaded) == 3000
 
 
-def test_group_share_is_the_part_of_the_partitions_owned() -> None:
-    share = GroupShare({"events": 6, "retry.5s": 6})
-    share.owned("dispatchers", [("events", 0), ("events", 1), ("events", 2), ("other", 1)])
-    assert share.fraction == 0.25
-    share.owned("retriers", [("retry.5s", partition) for partition in range(6)])
+def test_group_share_is_the_part_of_each_delivering_groups_partitions_owned() -> None:
+    share = GroupShare({"dispatchers": 6, "retriers": 42})
+    share.owned("dispatchers", [("events", 0), ("events", 1), ("events", 2)])
+    share.owned("projectors", [("events", 0)])  # not a group that delivers
+    assert share.fraction == 0.25  # half of the dispatchers' partitions, none of the retriers'
+    share.owned("retriers", [("retry.5s", partition) for partition in range(42)])
     assert share.fraction == 0.75
     share.owned("dispatchers", [])  # revoked
     assert share.fraction == 0.5
 
 
 def test_a_rate_limit_is_the_groups_a_member_takes_its_share() -> None:
-    share = GroupShare({"events": 4})
+    share = GroupShare({"group": 4})
     limits = RateLimits(share, max_wait=1.0)
     assert limits.reserve(1, 10, now=0.0) is None  # nothing owned: no turn
     share.owned("group", [("events", 0), ("events", 1)])  # half: 5/s here
