@@ -9,7 +9,8 @@ nginx sink on loopback, and reads the process's CPU time from ``/proc`` (its mem
 - **latency**: produce-to-arrival at a paced 1,000 and 5,000 events per second;
 - **memory**: peak RSS draining a 1,000,000-event backlog;
 - **processes**: the same backlog with one and with two processes;
-- **filter**: the µs of CPU a payload filter adds per delivery (in this process: ``bench.filters``).
+- **filter**: the µs of CPU a payload filter adds per delivery (in this process: ``bench.filters``);
+- **signing**: the µs of CPU each signature scheme costs per request (in this process: ``bench.signing``).
 
 Every throughput figure sits beside the raw loop of the same run (``bench.raw``: plain aiohttp POSTs,
 measured just before and just after the scenario; their mean is the reference) with the ratio, the
@@ -41,6 +42,7 @@ from assethooks.store.migrate import upgrade
 from assethooks.store.webhooks import WebhookStore
 from bench.filters import TYPICAL, filter_cost
 from bench.load import EVENT_BYTES, fill, paced, paced_producer
+from bench.signing import signing_cost
 from bench.sink import BlackHole, Nginx, free_port
 from schemas.tasks import SourceRef, delivery_id_for
 from schemas.webhooks import validate_webhook
@@ -348,6 +350,7 @@ class Sizes:
     isolation_events: int = 30_000
     processes_events: int = 120_000
     filter_events: int = 20_000
+    signing_events: int = 20_000
 
 
 QUICK = Sizes(
@@ -360,11 +363,12 @@ QUICK = Sizes(
     isolation_events=1_000,
     processes_events=2_000,
     filter_events=500,
+    signing_events=200,
 )
 
 
-SCENARIOS = ("throughput", "fanout", "isolation", "latency", "memory", "processes", "filter")
-IN_PROCESS = ("filter",)  # scenarios that need neither the sink nor a dispatcher process
+SCENARIOS = ("throughput", "fanout", "isolation", "latency", "memory", "processes", "filter", "signing")
+IN_PROCESS = ("filter", "signing")  # scenarios that need neither the sink nor a dispatcher process
 
 
 @contextmanager
@@ -560,6 +564,10 @@ def run_all(
             results = bench.results
     if "filter" in chosen:
         measure_filter(results, sizes)
+    if "signing" in chosen:
+        for what, cost in signing_cost(sizes.signing_events):
+            events = f"{sizes.signing_events:,} ~1 KB events"
+            results.add(Figure("signing", f"request built, {what}, {events}", cost, "µs/delivery"))
     return results
 
 

@@ -50,6 +50,7 @@ def test_the_harness_runs_every_scenario_and_prints_the_table(env: TestEnv, post
         ("processes", "2,000 events, --processes 2"),
         ("processes", "two processes against one"),
         ("filter", "cost of the filter (JSON parse + evaluation)"),
+        ("signing", "request built, standard-ed25519, during a rotation"),
     ]:
         assert any(found == scenario and measure.startswith(start) for found, measure in measures), (
             start,
@@ -64,9 +65,9 @@ def test_the_harness_runs_every_scenario_and_prints_the_table(env: TestEnv, post
     assert "target" in done.stdout
 
 
-def test_the_filter_figure_alone_takes_seconds_and_needs_no_sink(env: TestEnv) -> None:
+def test_the_in_process_figures_alone_take_seconds_and_need_no_sink(env: TestEnv) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "filter"],
+        [sys.executable, "-m", "bench", "--quick", "--only", "filter", "signing"],
         cwd=ROOT,
         env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": env["kafka_bootstrap"]},
         capture_output=True,
@@ -77,8 +78,10 @@ def test_the_filter_figure_alone_takes_seconds_and_needs_no_sink(env: TestEnv) -
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     saved = Path(done.stdout.strip().splitlines()[-1].removeprefix("saved: "))
     figures = {figure["measure"]: figure for figure in json.loads(saved.read_text())["figures"]}
-    assert [figure["scenario"] for figure in figures.values()] == ["filter"] * 3
+    assert [figure["scenario"] for figure in figures.values()] == ["filter"] * 3 + ["signing"] * 7
     with_filter = next(figure for measure, figure in figures.items() if "50% accepted" in measure)
     assert with_filter["value"] > figures["no filter, 500 ~1 KB events"]["value"]
     assert figures["cost of the filter (JSON parse + evaluation)"]["unit"] == "µs/delivery"
+    ed25519 = figures["request built, standard-ed25519, 200 ~1 KB events"]["value"]
+    assert ed25519 > figures["request built, unsigned, 200 ~1 KB events"]["value"]  # it measured signing
     assert "nginx" not in done.stdout + done.stderr

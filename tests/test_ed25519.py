@@ -9,7 +9,6 @@ import datetime as dt
 import json
 import re
 import subprocess
-import timeit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -180,17 +179,14 @@ def test_verify_standard_delivery_checks_v1a_against_the_clock_it_is_given() -> 
     )
 
 
-def test_signing_loads_each_key_once_and_costs_tens_of_microseconds() -> None:
-    key, body = new_private_key(), b"x" * 600  # about the size of an asset event
+def test_signing_loads_each_key_once() -> None:
+    key, body = new_private_key(), b"x" * 600
     before = _private_key.cache_info()
-    count = 2000
-    seconds = timeit.timeit(lambda: ed25519_signature(key, "delivery-id", 1_700_000_000, body), number=count)
+    signatures = {ed25519_signature(key, f"delivery-{number}", 1_700_000_000, body) for number in range(50)}
     after = _private_key.cache_info()
+    assert len(signatures) == 50
     assert after.misses - before.misses == 1
-    assert after.hits - before.hits == count - 1
-    per_signature = seconds / count * 1e6
-    print(f"Ed25519 v1a signature of a 600-byte body: {per_signature:.1f} µs")  # shown with -s
-    assert per_signature < 2000  # a sanity bound on a shared machine; typically 30 to 60 µs
+    assert after.hits - before.hits == 49
 
 
 # -- the CLI on SQLite and PostgreSQL ------------------------------------------------------------------
