@@ -6,17 +6,19 @@ order they were submitted, while different assets run concurrently.
 
 At most ``max_running`` attempts run at once, all lanes together; an attempt's clock starts when it gets
 its turn. A lane is congested when a delivery has waited ``spill_after`` seconds in it while an attempt has
-been running at least that long: the endpoint is slow or dead (a queue that is merely long because the
-process is busy does not count). Its queued deliveries, and new ones while it stays congested, are handed to
-``spill`` instead (the pipeline moves them to a retry tier without using an attempt), so records keep
-completing and one bad endpoint cannot hold the in-flight window that every other webhook shares. The lane
-takes deliveries again after an attempt that was quick, or once it is idle.
+been running at least that long, or while the lane had no room under its concurrency limit: the endpoint is
+slow, dead or refusing (a queue that is merely long because the process is busy does not count). Its queued
+deliveries, and new ones while it stays congested, are handed to ``spill`` instead (the pipeline moves them
+to a retry tier without using an attempt), so records keep completing and one bad endpoint cannot hold the
+in-flight window that every other webhook shares. The lane takes deliveries again after an attempt that was
+quick, or once it is idle.
 
 Each webhook's attempts are paced (``consumers.pacing``): at most its adaptive concurrency limit run at
 once, adapted to what ``attempt`` returns (``Outcome``); a rate-limited delivery's turn is reserved when it
-is submitted, and one whose turn would come more than the limits' ``max_wait`` from now is spilled at once.
+is submitted, and one whose turn would come too late (``consumers.pacing.RateLimits``) is spilled at once.
 Waiting for a turn or for room under the concurrency limit happens before taking one of the
-``max_running`` places, so it never holds back another webhook.
+``max_running`` places and is bounded (a turn is near; a lane without room for ``spill_after`` is
+congested), so it does not hold back another webhook.
 
 There is no future per delivery: ``attempt`` and ``spill`` report each delivery's outcome themselves; an
 exception from ``attempt`` (a bug) goes to ``failed``.
@@ -180,42 +182,43 @@ class Lanes(Generic[D]):
                 try:
                     if delivery.rate is not None or lane.attempting >= lane.concurrency.limit:
                         await self._paced(lane, delivery)
-                    if self._running >= self._max_running:
-                        await self._turn()
-                    self._running += 1
+                    lane.attempting += 1  # its place under the webhook's limit, from now until it is done
                     try:
-                        if lane.congested:  # it became congested while this one waited its turn
-                            self._spill(delivery, Spill.CONGESTED, 0.0)
-                            continue
-                        began = lane.started[index] = self._clock()
-                        epoch = lane.concurrency.epoch
-                        lane.attempting += 1
+                        if self._running >= self._max_running:
+                            await self._turn()
+                        self._running += 1
                         try:
-                            outcome = await self._attempt(delivery)
+                            if lane.congested:  # it became congested while this one waited
+                                self._spill(delivery, Spill.CONGESTED, 0.0)
+                                continue
+                            began = lane.started[index] = self._clock()
+                            epoch = lane.concurrency.epoch
+                            self._adapt(delivery.lane, lane, await self._attempt(delivery), epoch)
+                        except Exception as exc:  # a bug: the record must not complete
+                            self._failed(delivery, exc)
+                            continue
                         finally:
-                            lane.attempting -= 1
-                        self._adapt(delivery.lane, lane, outcome, epoch)
-                    except Exception as exc:  # a bug: the record must not complete
-                        self._failed(delivery, exc)
-                        continue
+                            self._running -= 1
+                            self._next_turn()
+                            lane.started[index] = None
                     finally:
-                        self._running -= 1
-                        self._next_turn()
-                        lane.started[index] = None
+                        lane.attempting -= 1
                         self._make_room(lane)
-                    if lane.congested and (self._clock() - began < self._spill_after or lane.busy == 1):
-                        lane.congested = False
+                    if lane.congested and self._clock() - began < self._spill_after:
+                        lane.congested = False  # a quick attempt: the endpoint takes deliveries again
                 finally:
                     lane.busy -= 1
+                    if not lane.busy:
+                        lane.congested = False  # idle: nothing holds its deliveries back any more
         finally:
             lane.running[index] = False
 
     async def _paced(self, lane: _Lane[D], delivery: D) -> None:
         """Wait for the delivery's turn under its rate limit, and for room under its webhook's concurrency
-        limit."""
+        limit (not once the lane is congested: the delivery is spilled instead)."""
         if delivery.rate is not None and (wait := delivery.turn - self._clock()) > 0:
             await asyncio.sleep(wait)
-        while lane.attempting >= lane.concurrency.limit:
+        while lane.attempting >= lane.concurrency.limit and not lane.congested:
             room = asyncio.get_running_loop().create_future()
             lane.room.append(room)
             await room
@@ -233,8 +236,9 @@ class Lanes(Generic[D]):
 
     @staticmethod
     def _make_room(lane: _Lane[D]) -> None:
-        """Wake the workers that fit under the lane's concurrency limit now."""
-        free = lane.concurrency.limit - lane.attempting
+        """Wake the workers that fit under the lane's concurrency limit now (all of them once the lane is
+        congested: they spill)."""
+        free = len(lane.room) if lane.congested else lane.concurrency.limit - lane.attempting
         while free > 0 and lane.room:
             room = lane.room.popleft()
             if not room.done():  # not given up (its worker cancelled)
@@ -264,7 +268,11 @@ class Lanes(Generic[D]):
                     continue
                 oldest_wait = min(queue[0].queued_at for queue in lane.queues if queue)
                 oldest_run = min((began for began in lane.started if began is not None), default=now)
-                if now - oldest_wait < self._spill_after or now - oldest_run < self._spill_after:
+                if now - oldest_wait < self._spill_after:
+                    continue
+                # Held back by the endpoint (an attempt that long, or no room under its limit), not by a
+                # process merely busy with other lanes.
+                if now - oldest_run < self._spill_after and not lane.room:
                     continue
                 if not lane.congested:
                     log.warning(
@@ -275,3 +283,4 @@ class Lanes(Generic[D]):
                     while queue:
                         lane.queued -= 1
                         self._spill(queue.popleft(), Spill.CONGESTED, 0.0)
+                self._make_room(lane)

@@ -8,8 +8,9 @@ so the shares add up to at most the whole limit however many processes run. With
 are spaced evenly (a reservation per delivery, no burst): the next one starts ``1 / rate`` after the
 previous one's turn. A delivery whose turn would come more than ``max_wait`` from now is not given one:
 the lanes move it, unattempted, to a retry tier, so a limited webhook holds at most ``rate * max_wait``
-deliveries waiting. Those sent away wait there in a schedule of their own (``overflow``), so that a
-backlog of hours waits in the long tiers instead of going round the shortest one.
+deliveries waiting, and never more than ``max_waiting``. Those sent away wait there in a schedule of their
+own (``overflow``), so that a backlog of hours waits in the long tiers instead of going round the shortest
+one.
 
 Adaptive concurrency (AIMD). Each webhook starts with ``initial`` concurrent attempts; until the endpoint
 first says "too much" (429, 503, a timeout), every success adds one (a slow start, as in TCP: a slow but
@@ -20,6 +21,7 @@ much" halves it, at most once for the attempts started at one limit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 
 TP = tuple[str, int]
@@ -46,22 +48,24 @@ class GroupShare:
 class RateLimits:
     """Turns for the deliveries of rate-limited webhooks, spaced by their share of the limit."""
 
-    def __init__(self, share: GroupShare, *, max_wait: float) -> None:
+    def __init__(self, share: GroupShare, *, max_wait: float, max_waiting: int) -> None:
         self._share = share
         self._max_wait = max_wait
-        self._next: dict[int, float] = {}  # per webhook: the earliest time the next turn may start
-        self._overflow: dict[int, float] = {}  # per webhook: when the next one sent away comes back
+        self._max_waiting = max_waiting
+        self._last: dict[int, float] = {}  # per webhook: the latest turn given
+        self._sent_away: dict[int, float] = {}  # per webhook: when the latest one sent away comes back
 
     def reserve(self, webhook_id: int, rate: float, now: float) -> float | None:
         """Seconds until the turn of a delivery of ``webhook_id`` (limited to ``rate`` per second for the
-        group), reserved; ``None`` when it would be more than ``max_wait`` away (nothing reserved)."""
+        group), reserved; ``None`` when it would be more than ``max_wait`` away, or more than
+        ``max_waiting`` turns ahead (nothing reserved)."""
         share = rate * self._share.fraction
         if share <= 0:
             return None
-        start = max(now, self._next.get(webhook_id, now))
-        if start - now > self._max_wait:
+        start = max(now, self._last.get(webhook_id, -math.inf) + 1 / share)  # spaced by today's share
+        if start - now > min(self._max_wait, self._max_waiting / share):
             return None
-        self._next[webhook_id] = start + 1 / share
+        self._last[webhook_id] = start
         return start - now
 
     def overflow(self, webhook_id: int, rate: float, now: float) -> float:
@@ -71,9 +75,9 @@ class RateLimits:
         share = rate * self._share.fraction
         if share <= 0:
             return self._max_wait
-        start = max(now + self._max_wait, self._overflow.get(webhook_id, 0.0))
-        self._overflow[webhook_id] = start + 1 / share
-        return start - now
+        back = max(now + self._max_wait, self._sent_away.get(webhook_id, -math.inf) + 1 / share)
+        self._sent_away[webhook_id] = back
+        return back - now
 
 
 class Concurrency:

@@ -26,12 +26,12 @@ from assethooks.errors import (
     RecordTooLargeError,
 )
 from assethooks.logging_setup import info_lines
-from assethooks.routing import next_retry, postponement
+from assethooks.routing import Retry, next_retry, postponement
 from assethooks.settings import Settings
 from assethooks.store.delivery_log import DeliveryLogWriter, LogEntry
 from consumers.breaker import Breakers, Transition
 from consumers.health import WebhookHealth
-from consumers.lanes import Lanes, Outcome
+from consumers.lanes import Lanes, Outcome, Spill
 from consumers.pacing import Concurrency, GroupShare, RateLimits
 from producers.handoff import Handoff
 from schemas.tasks import AttemptRecord, DeadLetter, DeadLetterKind, DeliveryTask, SourceRef
@@ -131,12 +131,15 @@ class DeliveryPipeline:
             workers=settings.max_in_flight_per_webhook,
             max_running=settings.max_requests,
             spill_after=settings.spill_after,
-            limits=RateLimits(share, max_wait=settings.rate_limit_wait),
+            # a limited webhook's waiting deliveries hold a quarter of the records in flight at most
+            limits=RateLimits(
+                share, max_wait=settings.rate_limit_wait, max_waiting=settings.max_in_flight // 4
+            ),
             concurrency=lambda: Concurrency(
                 initial=INITIAL_CONCURRENCY, maximum=settings.max_in_flight_per_webhook, window=MIN_WINDOW
             ),
             attempt=self._attempt,
-            spill=lambda delivery, why, wait: self._postpone(delivery, why.value, wait),
+            spill=self._spilled,
             failed=lambda delivery, error: delivery.done(error),
         )
 
@@ -319,18 +322,26 @@ class DeliveryPipeline:
         topic = self._settings.retry_topic_for(tier)
         self._handoff.to_retry_then(topic, task, body, done)
 
-    def _postpone(self, delivery: Delivery, why: str, at_least: float = 0) -> None:
+    def _spilled(self, delivery: Delivery, why: Spill, wait: float) -> None:
+        """A delivery the lanes did not attempt: congested, it waits like a retry; over its rate limit, it
+        waits exactly its place in the overflow schedule (``wait``), whatever its attempt."""
+        self._postpone(delivery, why.value, wait, exactly=why is Spill.OVER_RATE)
+
+    def _postpone(self, delivery: Delivery, why: str, at_least: float = 0, *, exactly: bool = False) -> None:
         """Move a delivery its webhook cannot take now (congested, over its rate limit, or its circuit is
         open) to the retry tier it would wait in (one that waits ``at_least`` seconds), without using an
         attempt; ``delivery.done`` once the tier has it. No future or task: a dead endpoint sends every
         delivery of its webhook here."""
         settings = self._settings
-        wait = postponement(
-            delivery.attempt - delivery.attempt_base,
-            settings.retry_schedule,
-            settings.tiers,
-            at_least=at_least,
-        )
+        if exactly:
+            wait = Retry(settings.tiers.for_wait(at_least), at_least)
+        else:
+            wait = postponement(
+                delivery.attempt - delivery.attempt_base,
+                settings.retry_schedule,
+                settings.tiers,
+                at_least=at_least,
+            )
         topic = settings.retry_topic_for(wait.tier)
         task = delivery.task(
             attempt=delivery.attempt,

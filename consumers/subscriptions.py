@@ -33,22 +33,14 @@ def compile_filters(
     webhooks: Iterable[Webhook], known: Mapping[int, PayloadFilter]
 ) -> dict[int, PayloadFilter]:
     """The compiled filter of each webhook that has one, by id; one from ``known`` when its expression is
-    the same (a stored expression that no longer compiles is skipped, logged: its webhook gets nothing)."""
+    the same (the webhooks are valid: their filters compiled when they were loaded)."""
     compiled: dict[int, PayloadFilter] = {}
     for webhook in webhooks:
         if webhook.filter is None:
             continue
         before = known.get(webhook.id)
-        if before is not None and before.expression == webhook.filter:
-            compiled[webhook.id] = before
-            continue
-        try:
-            compiled[webhook.id] = PayloadFilter(webhook.id, webhook.filter)
-        except Exception as exc:  # validated when saved; a row edited by hand must not stop the refresh
-            log.error("filter of webhook %d does not compile; it gets no deliveries: %s", webhook.id, exc)
-            rejecting = PayloadFilter(webhook.id, "`false`")
-            rejecting.expression = webhook.filter  # reused, not compiled and logged again, until it changes
-            compiled[webhook.id] = rejecting
+        reused = before is not None and before.expression == webhook.filter
+        compiled[webhook.id] = before if reused and before else PayloadFilter(webhook.id, webhook.filter)
     return compiled
 
 

@@ -34,6 +34,8 @@ def check_filter(expression: str) -> None:
     except JMESPathError as exc:
         problem = " ".join(str(exc).split())
         raise ValueError(f"filter is not a valid JMESPath expression: {problem}") from None
+    except RecursionError:  # the parser recurses per level: hundreds of nested "!" or "(" exhaust it
+        raise ValueError("filter is nested too deeply") from None
 
 
 def is_true(value: Any) -> bool:

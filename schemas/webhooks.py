@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator, model_validator
 
 from assethooks.errors import InvalidWebhookError
-from assethooks.signing import PRIVATE_KEY_PREFIX, PUBLIC_KEY_PREFIX, ed25519_public_key, ed25519_seed
+from assethooks.signing import PUBLIC_KEY_PREFIX, ed25519_public_key, ed25519_seed
 from schemas.events import EventName
 from schemas.filters import check_filter
 
@@ -350,7 +350,10 @@ class Webhook(WebhookSpec):
         previous = None if self.previous_secret is None else self.previous_secret.get_secret_value()
         if self.signature != "standard-ed25519" or previous is None or self.previous_secret_until is None:
             return None
-        return ed25519_public_key(previous) if previous.startswith(PRIVATE_KEY_PREFIX) else None
+        try:
+            return ed25519_public_key(previous)
+        except ValueError:  # not a key (a seed secret kept from before the scheme changed): none to show
+            return None
 
     def masked(self) -> dict[str, Any]:
         """The webhook for display: secret and custom header values replaced by ``****``; the public keys

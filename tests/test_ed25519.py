@@ -263,13 +263,16 @@ def test_generated_and_given_keys_show_only_their_public_key_and_rotate_with_gra
         assert (refused.exit_code, refused.stderr.strip()) == (2, error), args
     assert len(json.loads(run(sealed, "webhooks", "list", "--json").stdout)) == 2
 
-    # an HMAC webhook switched to Ed25519 gets its pair made for the scheme it will have
-    assert run(sealed, *create, "--secret", "an-hmac-secret").exit_code == 0
+    # an HMAC webhook, in the grace of a rotation, switched to Ed25519: its pair is made for the scheme it
+    # will have, and the switch is at once (the old secret, not a key, no longer signs or shows)
+    assert run(sealed, *create, "--secret", "whsk_live_an-hmac-secret").exit_code == 0
+    assert run(sealed, "webhooks", "rotate-secret", "3", "--secret", "another-one").exit_code == 0
     switched = run(sealed, "webhooks", "update", "3", "--signature", "standard-ed25519", "--generate-key")
     assert switched.exit_code == 0, switched.output
     (public_key,) = PUBLIC_KEY_LINE.findall(switched.stdout)
     shown = json.loads(run(sealed, "webhooks", "show", "3", "--json").stdout)
     assert (shown["signature"], shown["public_key"]) == ("standard-ed25519", public_key)
+    assert (shown["previous_public_key"], shown["previous_secret_until"]) == (None, None)
     back = run(sealed, "webhooks", "update", "3", "--signature", "seed", "--generate-key")
     assert (back.exit_code, back.stderr.strip()) == (
         2,

@@ -172,6 +172,7 @@ def test_the_cli_saves_changes_and_removes_a_filter_and_a_rate_limit(store_env: 
         ("--filter", "data.location == ", "Error: filter is not a valid JMESPath expression: "),
         ("--filter", "data.location = 'Lisbon'", "Error: filter is not a valid JMESPath expression: "),
         ("--filter", "x" * 1001, "Error: a filter is at most 1000 characters"),
+        ("--filter", "!" * 999 + "a", "Error: filter is nested too deeply"),
         ("--rate-limit", "fast", "Error: rate_limit: rate limit 'fast' is not a rate such as 20/s or 50/m"),
         ("--rate-limit", "0/s", "a rate limit allows 1 to 100,000 deliveries per second or minute"),
     ],

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -24,6 +26,11 @@ class Job:
     rate: float | None = None
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.001)
+
+
 def submitted(lanes: Lanes[Job], job: Job) -> asyncio.Future[None]:
     lanes.submit(job)
     return job.done
@@ -40,6 +47,8 @@ class Endpoints:
         self.capacity = capacity  # more attempts at once than this are answered "too many" (429)
         self.running = 0
         self.most = 0  # the most attempts running at once
+        self.by_lane: Counter[int] = Counter()  # attempts running now, per lane
+        self.most_by_lane: Counter[int] = Counter()
         self.attempted: list[Job] = []
         self.started: list[tuple[float, Job]] = []
         self.overloaded: list[Job] = []
@@ -52,6 +61,8 @@ class Endpoints:
         delay = self.latency[job.lane]
         self.running += 1
         self.most = max(self.most, self.running)
+        self.by_lane[job.lane] += 1
+        self.most_by_lane[job.lane] = max(self.most_by_lane[job.lane], self.by_lane[job.lane])
         self.started.append((time.monotonic(), job))
         too_many = self.capacity is not None and self.running > self.capacity
         try:
@@ -63,6 +74,7 @@ class Endpoints:
                 await asyncio.sleep(delay * (1 if self.capacity else self.running))
         finally:
             self.running -= 1
+            self.by_lane[job.lane] -= 1
         if too_many:
             self.overloaded.append(job)
             job.done.set_result(None)
@@ -96,7 +108,7 @@ def lanes_for(
         workers=workers,
         max_running=max_running,
         spill_after=spill_after,
-        limits=RateLimits(share, max_wait=max_wait),
+        limits=RateLimits(share, max_wait=max_wait, max_waiting=1000),
         concurrency=lambda: Concurrency(initial=initial or workers, maximum=workers, window=16),
         attempt=endpoints.attempt,
         spill=endpoints.spill,
@@ -218,7 +230,7 @@ def test_group_share_is_the_part_of_each_delivering_groups_partitions_owned() ->
 
 def test_a_rate_limit_is_the_groups_a_member_takes_its_share() -> None:
     share = GroupShare({"group": 4})
-    limits = RateLimits(share, max_wait=1.0)
+    limits = RateLimits(share, max_wait=1.0, max_waiting=1000)
     assert limits.reserve(1, 10, now=0.0) is None  # nothing owned: no turn
     share.owned("group", [("events", 0), ("events", 1)])  # half: 5/s here
     assert [limits.reserve(1, 10, now=0.0) for _ in range(6)] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
@@ -249,3 +261,62 @@ def test_aimd_starts_fast_then_adds_one_per_window_of_successes_and_halves_once_
     for _ in range(8):
         concurrency.overloaded(concurrency.epoch)
     assert concurrency.limit == 1  # never below one
+
+
+def test_a_webhooks_concurrency_limit_holds_while_its_deliveries_wait_for_the_processs_turns() -> None:
+    async def scenario() -> Endpoints:
+        endpoints = Endpoints({1: None, 2: 0.005})
+        share = GroupShare({"group": 1})
+        limits = iter([4, 1])  # lane 1 may run 4 at once, lane 2 one (and no more after successes)
+        lanes: Lanes[Job] = Lanes(
+            workers=8,
+            max_running=4,
+            spill_after=30,
+            limits=RateLimits(share, max_wait=1.0, max_waiting=1000),
+            concurrency=lambda: Concurrency(initial=(limit := next(limits)), maximum=limit, window=16),
+            attempt=endpoints.attempt,
+            spill=endpoints.spill,
+            failed=endpoints.failed,
+        )
+        # four assets in four different queues of lane 1: it holds every one of the process's places
+        assets = list({hash(f"asset-{number}") % 8: f"asset-{number}" for number in range(100)}.values())[:4]
+        hanging = [submitted(lanes, Job(1, asset, number)) for number, asset in enumerate(assets)]
+        waiting = [submitted(lanes, Job(2, f"asset-{number}", number)) for number in range(8)]
+        await asyncio.wait_for(until(lambda: endpoints.running == 4), 5)
+        assert endpoints.most_by_lane[2] == 0  # lane 2's workers wait (for a place, or for room)
+        endpoints.release.set()
+        await asyncio.wait_for(asyncio.gather(*hanging, *waiting), 10)
+        return endpoints
+
+    endpoints = asyncio.run(scenario())
+    assert endpoints.most_by_lane[2] == 1
+    assert len(endpoints.attempted) == 12
+
+
+def test_deliveries_an_endpoint_has_no_room_for_spill_instead_of_waiting_behind_it() -> None:
+    async def scenario() -> Endpoints:
+        endpoints = Endpoints({1: 0.01}, capacity=1)  # anything above one at once is refused at once
+        lanes = lanes_for(endpoints, workers=16, max_running=64, spill_after=0.1, initial=16)
+        lanes.start()
+        jobs = [submitted(lanes, Job(1, f"asset-{number}", number)) for number in range(300)]
+        await asyncio.wait_for(asyncio.gather(*jobs), 30)
+        await lanes.close()
+        return endpoints
+
+    endpoints = asyncio.run(scenario())
+    congested = [job for job, why in endpoints.spilled if why is Spill.CONGESTED]
+    assert congested  # not all 300 waited their turn one at a time
+    assert len(endpoints.attempted) + len(endpoints.overloaded) + len(congested) == 300
+
+
+def test_a_rate_limits_turns_follow_the_share_of_the_moment_and_few_wait_at_once() -> None:
+    share = GroupShare({"group": 12})
+    limits = RateLimits(share, max_wait=3600.0, max_waiting=1000)
+    share.owned("group", [("events", 0)])  # a twelfth, for a moment: 1/m becomes one turn in 12 minutes
+    assert limits.reserve(1, 1 / 60, now=0.0) == 0.0
+    share.owned("group", [("events", partition) for partition in range(12)])  # the whole share again
+    assert limits.reserve(1, 1 / 60, now=0.0) == pytest.approx(60.0)  # spaced by the share now, not 12 min
+
+    few = RateLimits(share, max_wait=1.0, max_waiting=3)
+    turns = [few.reserve(2, 100, now=0.0) for _ in range(5)]
+    assert turns == pytest.approx([0.0, 0.01, 0.02, 0.03, None])  # at most 3 waiting, however near

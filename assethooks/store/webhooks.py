@@ -100,9 +100,13 @@ class WebhookStore:
                 # From the stored values, not the model: a row an older version saved with a value no
                 # longer accepted can be mended this way.
                 spec_fields = {name: value for name, value in self._fields(row).items() if name in _SPEC}
-                self._fill(row, validate_webhook(**{**spec_fields, **changes}))
+                spec = validate_webhook(**{**spec_fields, **changes})
+                self._fill(row, spec)
                 if changes.get("active") is True:  # switched on again: its failing past is over
                     row.disabled_reason = row.failing_since = None
+                plain = spec.plain()
+                if (plain["secret"], plain["signature"]) != (spec_fields["secret"], spec_fields["signature"]):
+                    row.previous_secret = row.previous_secret_until = None  # replaced at once: no grace
                 row.updated_at = self._clock()
                 session.flush()
                 return self._to_model(row)
