@@ -193,7 +193,10 @@ class Lanes(Generic[D]):
                                 continue
                             began = lane.started[index] = self._clock()
                             epoch = lane.concurrency.epoch
-                            self._adapt(delivery.lane, lane, await self._attempt(delivery), epoch)
+                            # Only an attempt made at the limit says the limit could be higher (as TCP
+                            # grows only a window it fills): the webhook's demand is what fills it.
+                            full = lane.attempting >= lane.concurrency.limit
+                            self._adapt(delivery.lane, lane, await self._attempt(delivery), epoch, full)
                         except Exception as exc:  # a bug: the record must not complete
                             self._failed(delivery, exc)
                             continue
@@ -223,9 +226,11 @@ class Lanes(Generic[D]):
             lane.room.append(room)
             await room
 
-    def _adapt(self, lane_id: int, lane: _Lane[D], outcome: Outcome | None, epoch: int) -> None:
+    def _adapt(self, lane_id: int, lane: _Lane[D], outcome: Outcome | None, epoch: int, full: bool) -> None:
         concurrency = lane.concurrency
         if outcome is Outcome.OK:
+            if not full:
+                return
             changed = concurrency.succeeded()
         elif outcome is Outcome.OVERLOADED:
             changed = concurrency.overloaded(epoch)

@@ -16,7 +16,8 @@ Adaptive concurrency (AIMD). Each webhook starts with ``initial`` concurrent att
 first says "too much" (429, 503, a timeout), every success adds one (a slow start, as in TCP: a slow but
 healthy endpoint gets the concurrency its latency needs within seconds). From then on a window of
 successes (as many as the limit, and at least ``window``) adds one, up to the maximum, and each "too
-much" halves it, at most once for the attempts started at one limit.
+much" halves it, at most once for the attempts started at one limit. The lanes count only successes of
+attempts started while the webhook was at its limit: a limit its deliveries do not fill is not raised.
 """
 
 from __future__ import annotations

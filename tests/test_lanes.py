@@ -320,3 +320,33 @@ def test_a_rate_limits_turns_follow_the_share_of_the_moment_and_few_wait_at_once
     few = RateLimits(share, max_wait=1.0, max_waiting=3)
     turns = [few.reserve(2, 100, now=0.0) for _ in range(5)]
     assert turns == pytest.approx([0.0, 0.01, 0.02, 0.03, None])  # at most 3 waiting, however near
+
+
+def test_a_limit_the_deliveries_do_not_fill_is_not_raised() -> None:
+    made: list[Concurrency] = []
+
+    def concurrency() -> Concurrency:
+        made.append(Concurrency(initial=4, maximum=64, window=16))
+        return made[-1]
+
+    async def scenario() -> None:
+        endpoints = Endpoints({1: 0.001})
+        lanes: Lanes[Job] = Lanes(
+            workers=8,
+            max_running=64,
+            spill_after=30,
+            limits=RateLimits(GroupShare({"group": 1}), max_wait=1.0, max_waiting=1000),
+            concurrency=concurrency,
+            attempt=endpoints.attempt,
+            spill=endpoints.spill,
+            failed=endpoints.failed,
+        )
+        for batch in range(100):  # two at a time: the limit of 4 is never reached
+            jobs = [Job(1, f"asset-{batch}-{number}", number) for number in range(2)]
+            await asyncio.wait_for(asyncio.gather(*(submitted(lanes, job) for job in jobs)), 10)
+        assert made[0].limit == 4
+        flood = [Job(1, f"asset-{number}", number) for number in range(400)]  # now it fills it: it grows
+        await asyncio.wait_for(asyncio.gather(*(submitted(lanes, job) for job in flood)), 10)
+        assert made[0].limit > 4
+
+    asyncio.run(scenario())
