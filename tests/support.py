@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -31,6 +32,20 @@ POLL_INTERVAL = 0.05  # seconds between two looks at a condition
 
 ASSETHOOKS = Path(sys.executable).with_name("assethooks")
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def asset_event(number: int) -> bytes:
+    """A small valid ``asset.updated`` event of asset ``number``."""
+    return json.dumps(
+        {
+            "event": "asset.updated",
+            "timestamp": "2026-11-28T12:00:00+00:00",
+            "source": "tests",
+            "asset_id": number,
+            "asset": {"id": number},
+            "data": {"seq": number},
+        }
+    ).encode()
 
 
 def free_port() -> int:

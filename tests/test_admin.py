@@ -785,6 +785,13 @@ class Page:
         assert confirmation
         confirmation.accept()
 
+    def new_webhook(self, name: str, url: str, event: str) -> None:
+        """Open the New Webhook form and fill in the name, the URL and one event."""
+        self.click("New Webhook")
+        self.type("f-name", name)
+        self.type("f-url", url)
+        self.browser.find_element(By.CSS_SELECTOR, f"input[value='{event}']").click()
+
     def sign_in(self, url: str) -> None:
         """Open the page, sign in with the token, wait for the events picker."""
         self.browser.get(url + "/")
@@ -811,10 +818,7 @@ def test_the_page_creates_tests_logs_and_retries(
     page.sign_in(server.url)
 
     # New Webhook with an invalid URL: the CLI's message, nothing saved
-    page.click("New Webhook")
-    page.type("f-name", "Sync to ERP")
-    page.type("f-url", "ftp://example.com/hook")
-    browser.find_element(By.CSS_SELECTOR, "input[value='asset.created']").click()
+    page.new_webhook("Sync to ERP", "ftp://example.com/hook", "asset.created")
     page.click("Save")
     expected = cli(
         "webhooks",
@@ -981,10 +985,7 @@ def test_the_page_makes_an_ed25519_webhook_and_rotates_its_key_pair_showing_publ
     server = admin_sqlite
     page = Page(browser)
     page.sign_in(server.url)
-    page.click("New Webhook")
-    page.type("f-name", "Signed ERP")
-    page.type("f-url", receiver.url("/ed"))
-    browser.find_element(By.CSS_SELECTOR, "input[value='asset.created']").click()
+    page.new_webhook("Signed ERP", receiver.url("/ed"), "asset.created")
     browser.find_element(By.CSS_SELECTOR, "#f-signature option[value='standard-ed25519']").click()
     browser.find_element(By.ID, "f-generate-key").click()
     page.click("Save")
@@ -1060,10 +1061,7 @@ def test_the_page_saves_a_filter_and_a_rate_limit_and_shows_a_bad_filter_in_one_
     server = admin_sqlite
     page = Page(browser)
     page.sign_in(server.url)
-    page.click("New Webhook")
-    page.type("f-name", "Lisbon laptops")
-    page.type("f-url", receiver.url("/hook"))
-    browser.find_element(By.CSS_SELECTOR, "input[value='asset.checked_out']").click()
+    page.new_webhook("Lisbon laptops", receiver.url("/hook"), "asset.checked_out")
     page.type("f-rate-limit", "20/s")
     page.type("f-filter", "data.location == ")
     page.click("Save")

@@ -4,7 +4,6 @@ delivery made meanwhile is dropped; explicit re-sends still send."""
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from collections import Counter
@@ -18,26 +17,13 @@ from assethooks.store.webhooks import WebhookStore
 from producers.events import EventPublisher
 from schemas.webhooks import validate_webhook
 from tests.conftest import TestEnv
-from tests.support import Answer, Receiver, cli, committed_to_end, service, wait_until
-
-
-def event(asset: int) -> bytes:
-    return json.dumps(
-        {
-            "event": "asset.updated",
-            "timestamp": "2026-11-28T12:00:00+00:00",
-            "source": "tests",
-            "asset_id": asset,
-            "asset": {"id": asset},
-            "data": {"seq": asset},
-        }
-    ).encode()
+from tests.support import Answer, Receiver, asset_event, cli, committed_to_end, service, wait_until
 
 
 def publish(env: TestEnv, assets: range) -> None:
     with EventPublisher(env.settings()) as publisher:
         for asset in assets:
-            assert publisher.publish(event(asset))
+            assert publisher.publish(asset_event(asset))
 
 
 def add_webhook(engine: Engine, receiver: Receiver, path: str = "/hook") -> int:

@@ -3,7 +3,6 @@ consumer group, and adaptive concurrency under a receiver that refuses more than
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 import threading
@@ -19,20 +18,7 @@ from sqlalchemy import Engine
 from assethooks.store.webhooks import WebhookStore
 from schemas.webhooks import validate_webhook
 from tests.conftest import TestEnv
-from tests.support import Capacity, Receiver, free_port, service, wait_until
-
-
-def event(number: int) -> bytes:
-    return json.dumps(
-        {
-            "event": "asset.updated",
-            "timestamp": "2026-12-01T12:00:00+00:00",
-            "source": "tests",
-            "asset_id": number,
-            "asset": {"id": number},
-            "data": {"seq": number},
-        }
-    ).encode()
+from tests.support import Capacity, Receiver, asset_event, free_port, service, wait_until
 
 
 def publish_steadily(env: TestEnv, per_second: int, seconds: float, stop: threading.Event) -> int:
@@ -42,7 +28,7 @@ def publish_steadily(env: TestEnv, per_second: int, seconds: float, stop: thread
     sent = 0
     while not stop.is_set() and (elapsed := time.monotonic() - started) < seconds:
         while sent < elapsed * per_second:
-            producer.produce(env["source_topic"], event(sent), key=str(sent).encode())
+            producer.produce(env["source_topic"], asset_event(sent), key=str(sent).encode())
             sent += 1
         producer.poll(0)
         stop.wait(0.01)  # the load's pace, not a synchronisation
@@ -130,16 +116,19 @@ def test_adaptive_concurrency_settles_under_a_receiver_that_refuses_more_than_fi
     port = free_port()
     producer = Producer({"bootstrap.servers": env["kafka_bootstrap"], "linger.ms": 5})
     for number in range(5000):
-        producer.produce(env["source_topic"], event(number), key=str(number).encode())
+        producer.produce(env["source_topic"], asset_event(number), key=str(number).encode())
         producer.poll(0)
     assert producer.flush(30) == 0
 
     limits: list[tuple[float, float]] = []
     with service("all", env.values, tmp_path / "run.log", "--metrics-port", str(port)):
         first = receiver.wait_for(1, "/small", timeout=60)[0].at
-        while time.time() < first + 25:  # sample the limit the process works with
+
+        def sampled_for_25_seconds() -> bool:  # samples the limit the process works with, at each look
             limits.extend((time.time(), limit) for limit in concurrency_limits(port))
-            time.sleep(0.2)  # the sampling's pace, not a synchronisation
+            return time.time() >= first + 25
+
+        wait_until(sampled_for_25_seconds, timeout=60, what="25 s of samples of the concurrency limit")
         settled = [request for request in receiver.requests("/small") if request.at >= first + 10]
         refused = [request for request in settled if request.status == 429]
         late_limits = [limit for at, limit in limits if at >= first + 10]
